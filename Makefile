@@ -1,0 +1,99 @@
+# lwlc: the compiler (build/lwlc), its runtime (build/liblwl.a), tests, demo.
+# `make` builds; `make test` installs what is missing, builds and runs every test.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
+           -Wformat=2 -Wundef
+B       ?= build
+SAN     ?=
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) $(SAN) -Icompiler -Iruntime -I$(B)/gen
+VERSION := 0.1.0
+
+FLEX    ?= flex
+BISON   ?= bison
+
+.PHONY: all deps test unit demo clean fuzz bench probe asan
+all: probe $(B)/lwlc $(B)/liblwl.a
+
+# ---- optional dependencies: one line each, the build goes on without them
+probe:
+	@command -v nvcc >/dev/null 2>&1 && echo "probe: nvcc    found ($$(command -v nvcc))" \
+	  || echo "probe: nvcc    not found (CUDA path not built)"
+	@ls /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h 2>/dev/null | head -n1 | grep -q . \
+	  && echo "probe: cuDNN   found" || echo "probe: cuDNN   not found"
+	@ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h 2>/dev/null | head -n1 | grep -q . \
+	  && echo "probe: NCCL    found" || echo "probe: NCCL    not found"
+	@command -v mpicc >/dev/null 2>&1 && echo "probe: MPI     found ($$(command -v mpicc))" \
+	  || echo "probe: MPI     not found (multi-process CPU runs not built)"
+
+deps:
+	@tools/deps.sh
+
+# ---- the compiler
+FRONT_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+FRONT_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(FRONT_SRC)) $(B)/gen/lexer.o $(B)/gen/parser.o
+
+$(B)/gen/parser.c $(B)/gen/parser.h: compiler/parser.y
+	@mkdir -p $(B)/gen
+	$(BISON) -Wall -Werror --defines=$(B)/gen/parser.h -o $(B)/gen/parser.c $<
+
+$(B)/gen/lexer.c $(B)/gen/lexer.h: compiler/lexer.l
+	@mkdir -p $(B)/gen
+	$(FLEX) --header-file=$(B)/gen/lexer.h -o $(B)/gen/lexer.c $<
+
+$(B)/gen/%.o: $(B)/gen/%.c $(B)/gen/parser.h $(B)/gen/lexer.h
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -Wno-missing-prototypes -c -o $@ $<
+
+$(B)/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(B)/gen/parser.h $(B)/gen/lexer.h
+	@mkdir -p $(B)/compiler
+	$(CC) $(ALL_CFLAGS) -DLWLC_VERSION='"$(VERSION)"' -c -o $@ $<
+
+$(B)/libfront.a: $(FRONT_OBJ)
+	ar rcs $@ $^
+
+$(B)/lwlc: $(B)/compiler/main.o $(B)/libfront.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lm
+
+# ---- the runtime
+include mk/runtime.mk
+
+# ---- tests: C units (cmocka, TAP output) and scripts, all run by prove
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+$(B)/tests/%: tests/unit/%.c $(B)/libfront.a $(B)/liblwl.a
+	@mkdir -p $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $^ $(RUNTIME_LIBS) -lcmocka -lm
+
+unit: $(UNIT_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory B=build/asan CC=gcc \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  build/asan/lwlc build/asan/fuzz-replay
+	prove -j2 tests/t/
+
+# ---- the front end under sanitizers, and its fuzz target
+$(B)/fuzz-replay: tests/fuzz/replay.c tests/fuzz/fuzz_front.c $(B)/libfront.a
+	$(CC) $(ALL_CFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/fuzz_front.c $(B)/libfront.a -lm
+
+fuzz:
+	@$(MAKE) --no-print-directory B=build/fuzz CC=clang CFLAGS="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/libfront.a
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -Icompiler -Ibuild/fuzz/gen \
+	  -o build/fuzz/lwlc-fuzz tests/fuzz/fuzz_front.c build/fuzz/libfront.a -lm
+	@echo "run: build/fuzz/lwlc-fuzz -dict=tests/fuzz/lwl.dict -max_total_time=600 \
+	  build/fuzz/corpus tests/fuzz/corpus"
+
+bench: all
+	bench/check_time.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@echo "make demo: the CPU demo needs code generation and the training program," \
+	  "which are not built yet; see README.md."; exit 1
+
+clean:
+	rm -rf build

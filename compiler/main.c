@@ -1,0 +1,167 @@
+/* lwlc's command line: check, print or build a .lwl experiment spec.
+ * Exit codes: 0 ok, 1 spec errors, 2 usage, 3 build failure. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "path.h"
+#include "spec.h"
+
+#ifndef LWLC_VERSION
+#define LWLC_VERSION "dev"
+#endif
+
+static const char usage[] =
+    "usage: lwlc SPEC.lwl [-o OUT] [-S] [--emit-dir DIR] [--target cpu|cuda|all]\n"
+    "            [--check] [--print] [-D section.key=value] [-Werror] [-v]\n"
+    "            [--help] [--version]\n";
+
+static const char help[] =
+    "Compiles a .lwl self-supervised experiment spec into a training program.\n"
+    "\n"
+    "  --check              read and check the spec(s), report every error; build nothing\n"
+    "  --print              write the resolved spec with every default, as .lwl\n"
+    "  -D section.key=value override a setting, e.g. -D train.epochs=1,\n"
+    "                       -D eval.knn.k=200, -D augment.view2.solarize='p 0.5'\n"
+    "  -o OUT               the program to build (default ./NAME)\n"
+    "  -S                   write the generated sources only (to --emit-dir)\n"
+    "  --emit-dir DIR       where generated sources go (default generated/NAME)\n"
+    "  --target T           cpu, cuda or all (default: all where nvcc exists)\n"
+    "  -Werror              treat warnings as errors\n"
+    "  -v                   say what is done\n"
+    "  --help, --version    this text; the version\n"
+    "\n"
+    "Exit status: 0 ok, 1 errors in the spec, 2 bad command line, 3 build failure.\n"
+    "The language: docs/language.md.\n";
+
+typedef struct opts {
+    const char **specs;
+    int nspecs;
+    lwl_defines defs;
+    int check, print, sources_only, verbose, werror;
+    const char *out, *emit_dir, *target;
+} opts;
+
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lwlc: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
+    return 2;
+}
+
+/* Fills o from argv; returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, opts *o)
+{
+    o->specs = xcalloc((size_t)argc, sizeof *o->specs);
+    o->defs.defs = xcalloc((size_t)argc, sizeof *o->defs.defs);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            fputs(help, stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("lwlc %s\n", LWLC_VERSION);
+            return 0;
+        } else if (strcmp(a, "--check") == 0) {
+            o->check = 1;
+        } else if (strcmp(a, "--print") == 0) {
+            o->print = 1;
+        } else if (strcmp(a, "-S") == 0) {
+            o->sources_only = 1;
+        } else if (strcmp(a, "-v") == 0) {
+            o->verbose = 1;
+        } else if (strcmp(a, "-Werror") == 0) {
+            o->werror = 1;
+        } else if (strncmp(a, "-D", 2) == 0) {
+            const char *d = a[2] ? a + 2 : val;
+            if (!d)
+                return usage_error("%s needs section.key=value", a);
+            if (!a[2])
+                i++;
+            o->defs.defs[o->defs.ndefs++] = d;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--emit-dir") == 0 ||
+                   strcmp(a, "--target") == 0) {
+            if (!val)
+                return usage_error("%s needs a value", a);
+            i++;
+            if (a[1] == 'o')
+                o->out = val;
+            else if (a[2] == 'e')
+                o->emit_dir = val;
+            else if (strcmp(val, "cpu") && strcmp(val, "cuda") && strcmp(val, "all"))
+                return usage_error("--target must be cpu, cuda or all, got '%s'", val);
+            else
+                o->target = val;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else {
+            o->specs[o->nspecs++] = a;
+        }
+    }
+    if (o->nspecs == 0)
+        return usage_error("%s", "no spec file given");
+    if (o->nspecs > 1 && !o->check)
+        return usage_error("%s", "several spec files are accepted only with --check");
+    if (o->check && o->print)
+        return usage_error("%s", "--check and --print do not go together");
+    return -1;
+}
+
+static int run(const opts *o)
+{
+    int status = 0;
+    for (int i = 0; i < o->nspecs; i++) {
+        lwl_diag d;
+        diag_init(&d, stderr);
+        d.werror = o->werror;
+        lwl_spec spec;
+        int errors = spec_load(o->specs[i], &o->defs, &d, &spec);
+        if (errors) {
+            fprintf(stderr, "%s: %d error%s, %d warning%s\n", o->specs[i], errors,
+                    errors == 1 ? "" : "s", d.warnings, d.warnings == 1 ? "" : "s");
+            status = 1;
+        } else if (o->print) {
+            char *dir = xstrdup(o->specs[i]);
+            char *slash = strrchr(dir, '/');
+            if (slash)
+                slash[slash == dir] = 0;
+            else
+                strcpy(dir, ".");
+            spec_print(&spec, dir, stdout);
+            free(dir);
+        } else if (o->check) {
+            if (o->verbose)
+                fprintf(stderr, "%s: ok, experiment '%s'\n", o->specs[i], spec.name);
+        } else {
+            fprintf(stderr, "lwlc: %s: code generation is not built yet; "
+                    "use --check or --print\n", o->specs[i]);
+            status = 3;
+        }
+        spec_free(&spec);
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static char errbuf[1 << 16];
+    setvbuf(stderr, errbuf, _IOFBF, sizeof errbuf);
+    opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc < 0)
+        rc = run(&o);
+    free(o.specs);
+    free((void *)o.defs.defs);
+    source_free_all();
+    return rc;
+}
