@@ -1,0 +1,90 @@
+/* The augmentations on the CPU: whole-image loops over the per-pixel code of
+ * lwl_pixel.h, and the parameter samplers (torchvision's semantics) drawing from Philox. */
+#ifndef LWL_AUGMENT_H
+#define LWL_AUGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* An interleaved RGB image: px is (h, w, 3) uint8, rows w * 3 bytes apart. */
+typedef struct {
+    int w, h;
+    uint8_t *px;
+} lwl_image;
+
+/* A crop box in pixels of the source image. */
+typedef struct {
+    int top, left, height, width;
+} lwl_box;
+
+/* Random keys of one transform of one view of one sample. */
+typedef struct {
+    uint64_t seed;
+    uint32_t epoch, index, view, transform;
+} lwl_rng_key;
+
+/* Draws of color_jitter: factors, hue shift and the order of the four operations
+ * (0 brightness, 1 contrast, 2 saturation, 3 hue). */
+typedef struct {
+    int order[4];
+    double brightness, contrast, saturation, hue;
+} lwl_jitter;
+
+/* Allocates a w x h image; 0 on success, -1 when out of memory. */
+int lwl_image_alloc(lwl_image *im, int w, int h);
+void lwl_image_free(lwl_image *im);
+
+/* Resizes src (sw x sh, rows sstride bytes apart) to full_w x full_h with Pillow's
+ * antialiased bilinear filter and writes only the window of out_w x out_h starting at
+ * (x0, y0) of that result into dst (rows out_w * 3 bytes). 0, or -1 out of memory. */
+int lwl_resize_window(const uint8_t *src, int sw, int sh, ptrdiff_t sstride, int full_w,
+                      int full_h, int x0, int y0, int out_w, int out_h, uint8_t *dst);
+
+/* torchvision resized_crop: crop `box` of src, resize to size x size into dst. */
+int lwl_resized_crop(const lwl_image *src, lwl_box box, int size, lwl_image *dst);
+
+/* torchvision Resize(short) then CenterCrop(size) into dst (size x size). */
+int lwl_resize_center_crop(const lwl_image *src, int short_side, int size, lwl_image *dst);
+
+/* The size torchvision's Resize(short_side) gives a w x h image. */
+void lwl_resize_short_size(int w, int h, int short_side, int *out_w, int *out_h);
+
+/* In-place colour and geometry operations, each exactly torchvision-on-PIL. */
+void lwl_hflip(lwl_image *im);
+void lwl_brightness(lwl_image *im, double factor);
+void lwl_contrast(lwl_image *im, double factor);
+void lwl_saturation(lwl_image *im, double factor);
+void lwl_hue(lwl_image *im, double hue_factor);
+void lwl_grayscale(lwl_image *im);
+void lwl_solarize_image(lwl_image *im, int threshold);
+void lwl_jitter_apply(lwl_image *im, const lwl_jitter *j);
+
+/* The rounded mean luma Pillow's ImageEnhance.Contrast blends with. */
+int lwl_mean_luma(const lwl_image *im);
+
+/* PIL ImageFilter.GaussianBlur(sigma) in place; 0, or -1 out of memory. */
+int lwl_gaussian_blur(lwl_image *im, double sigma);
+
+/* ToTensor + Normalize: out is (3, h, w) float32. */
+void lwl_normalize_image(const lwl_image *im, const float mean[3], const float std[3],
+                         float *out);
+
+/* ---- samplers. Draw layout (counter block, words) per transform slot:
+ * resized_crop: blocks 0..9 = tries (area, log-ratio, top, left), block 10 word 0 = coin;
+ * color_jitter: block 0 (coin, brightness, contrast, saturation), block 1 (hue, three
+ * permutation words); others: block 0 (coin, parameter). */
+
+/* torchvision RandomResizedCrop.get_params; *fallback set when all ten tries failed. */
+lwl_box lwl_sample_resized_crop(lwl_rng_key k, int w, int h, const double scale[2],
+                                const double ratio[2], int *fallback);
+
+/* The coin of a transform with probability p: 1 when it fires. */
+int lwl_sample_coin(lwl_rng_key k, double p);
+
+/* color_jitter draws for strengths b, c, s, hue (ranges [1-x, 1+x], [-hue, hue]). */
+lwl_jitter lwl_sample_jitter(lwl_rng_key k, double b, double c, double s, double hue);
+
+/* gaussian_blur's sigma, uniform in [lo, hi). */
+double lwl_sample_sigma(lwl_rng_key k, double lo, double hi);
+
+#endif
