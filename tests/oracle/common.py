@@ -10,7 +10,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("B", "build")
 TOOL = os.path.join(ROOT, BUILD, "lwl-imgtool")
-PHOTOS = os.path.join(ROOT, "tests", "data", "photos")
+PHOTOS = os.path.join(ROOT, "examples", "images")
 
 
 def photos():
