@@ -258,10 +258,12 @@ static bset *resolve_use(ctx *c, bset *top, const lwl_block *blk, const chain *s
     if (w->kind != W_STR) {
         diag_error(c->d, w->loc, "'use' expects a file name in quotes, got %s",
                    word_describe(c->arena, w));
+        c->incomplete = 1;
         return top;
     }
     if (depth >= MAX_USE_DEPTH) {
         diag_error(c->d, w->loc, "'use' chain is deeper than %d files", MAX_USE_DEPTH);
+        c->incomplete = 1;
         return top;
     }
     char *p = path_join(w->loc.src->dir, w->text);
@@ -407,6 +409,7 @@ static int load(const char *path, lwl_source *pre, const lwl_defines *defs, lwl_
         convert_spec(c.arena, d, top, path, c.incomplete, out);
     }
     arena_free(c.arena);
+    diag_flush(d);
     return d->errors - before;
 }
 

@@ -171,11 +171,71 @@ void source_free_all(void)
 
 /* ---- printing */
 
+struct lwl_diag_entry {
+    int file, line, col;    /* sort key: registration order of the file, position */
+    size_t seq;             /* order of report, to keep the sort stable */
+    char *text;             /* the diagnostic with its quote and notes */
+    size_t len;
+};
+
 void diag_init(lwl_diag *d, FILE *out)
 {
     memset(d, 0, sizeof *d);
     d->out = out;
 }
+
+static int file_order(const lwl_source *src)
+{
+    for (size_t i = 0; i < nsources; i++)
+        if (sources[i] == src)
+            return (int)i;
+    return -1;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const lwl_diag_entry *a = pa, *b = pb;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    if (a->line != b->line)
+        return a->line < b->line ? -1 : 1;
+    if (a->col != b->col)
+        return a->col < b->col ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+void diag_flush(lwl_diag *d)
+{
+    qsort(d->held, d->nheld, sizeof *d->held, entry_cmp);
+    for (size_t i = 0; i < d->nheld; i++) {
+        fwrite(d->held[i].text, 1, d->held[i].len, d->out);
+        free(d->held[i].text);
+    }
+    free(d->held);
+    d->held = NULL;
+    d->nheld = d->capheld = 0;
+    fflush(d->out);
+}
+
+/* A new held entry for a diagnostic at `at` (notes join the previous one). */
+static lwl_diag_entry *hold(lwl_diag *d, lwl_loc at)
+{
+    if (d->nheld == d->capheld) {
+        d->capheld = d->capheld ? 2 * d->capheld : 16;
+        d->held = xrealloc(d->held, d->capheld * sizeof *d->held);
+    }
+    lwl_diag_entry *e = &d->held[d->nheld];
+    e->file = at.src ? file_order(at.src) : -1;
+    e->line = at.line;
+    e->col = at.col;
+    e->seq = d->nheld++;
+    e->text = NULL;
+    e->len = 0;
+    return e;
+}
+
+static void emit_to(FILE *out, lwl_loc at, const char *kind, int quote, const char *fmt,
+                    va_list ap);
 
 /* Indexes the starts of lines once, so quoting stays cheap with many errors. */
 static void index_lines(lwl_source *src)
@@ -217,7 +277,26 @@ static void put_line(FILE *out, const lwl_source *csrc, int line)
 static void emit(lwl_diag *d, lwl_loc at, const char *kind, int quote, const char *fmt,
                  va_list ap)
 {
-    FILE *out = d->out;
+    lwl_diag_entry *e = strcmp(kind, "note") == 0 && d->nheld ? &d->held[d->nheld - 1]
+                        : hold(d, at);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out) {
+        fputs("lwlc: out of memory\n", stderr);
+        abort();
+    }
+    emit_to(out, at, kind, quote, fmt, ap);
+    fclose(out);
+    e->text = xrealloc(e->text, e->len + len + 1);
+    memcpy(e->text + e->len, text, len + 1);
+    e->len += len;
+    free(text);
+}
+
+static void emit_to(FILE *out, lwl_loc at, const char *kind, int quote, const char *fmt,
+                    va_list ap)
+{
     if (at.src && at.line < 1)
         fprintf(out, "%s: %s: ", at.src->path, kind);
     else if (at.src)
@@ -279,9 +358,7 @@ void diag_plain(lwl_diag *d, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("lwlc: error: ", d->out);
-    vfprintf(d->out, fmt, ap);
-    fputc('\n', d->out);
+    emit(d, (lwl_loc){ 0 }, "error", 0, fmt, ap);
     va_end(ap);
     d->errors++;
 }

@@ -24,13 +24,22 @@ typedef struct lwl_loc {
     int end_line, end_col;  /* last character (inclusive) */
 } lwl_loc;
 
+/* Diagnostics are held until diag_flush, which writes them in source order
+ * (file, line, column), each with its notes, so that the passes that find
+ * them need not run in the order of the text. */
+typedef struct lwl_diag_entry lwl_diag_entry;
+
 typedef struct lwl_diag {
     FILE *out;
     int errors, warnings;
     int werror;             /* treat warnings as errors */
+    lwl_diag_entry *held;
+    size_t nheld, capheld;
 } lwl_diag;
 
 void diag_init(lwl_diag *d, FILE *out);
+/* Writes the held diagnostics in source order and forgets them. */
+void diag_flush(lwl_diag *d);
 /* Prints `file:line:col: error: msg`, the quoted line and the underline. */
 void diag_error(lwl_diag *d, lwl_loc at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
