@@ -40,6 +40,16 @@ void lwl_image_free(lwl_image *im);
 int lwl_resize_window(const uint8_t *src, int sw, int sh, ptrdiff_t sstride, int full_w,
                       int full_h, int x0, int y0, int out_w, int out_h, uint8_t *dst);
 
+/* The same where src holds the source pixel (bx, by) at its start: a decoded region of a
+ * source of sw x sh pixels; the region must cover lwl_resize_window_box(...). */
+int lwl_resize_window_at(const uint8_t *src, ptrdiff_t sstride, int bx, int by, int sw, int sh,
+                         int full_w, int full_h, int x0, int y0, int out_w, int out_h,
+                         uint8_t *dst);
+
+/* The box of source pixels lwl_resize_window reads for that window. */
+lwl_box lwl_resize_window_box(int sw, int sh, int full_w, int full_h, int x0, int y0,
+                              int out_w, int out_h);
+
 /* torchvision resized_crop: crop `box` of src, resize to size x size into dst. */
 int lwl_resized_crop(const lwl_image *src, lwl_box box, int size, lwl_image *dst);
 
@@ -59,6 +69,11 @@ void lwl_grayscale(lwl_image *im);
 void lwl_solarize_image(lwl_image *im, int threshold);
 void lwl_jitter_apply(lwl_image *im, const lwl_jitter *j);
 
+/* Pillow's RGB -> HSV from tables (equal to lwl_rgb_to_hsv for every input); call
+ * lwl_hue_tables() once first (lwl_hue does). */
+void lwl_hue_tables(void);
+void lwl_rgb_to_hsv_lut(const uint8_t *p, uint8_t *hsv);
+
 /* The rounded mean luma Pillow's ImageEnhance.Contrast blends with. */
 int lwl_mean_luma(const lwl_image *im);
 
@@ -68,6 +83,10 @@ int lwl_gaussian_blur(lwl_image *im, double sigma);
 /* ToTensor + Normalize: out is (3, h, w) float32. */
 void lwl_normalize_image(const lwl_image *im, const float mean[3], const float std[3],
                          float *out);
+
+/* The same for n interleaved RGB pixels px: chw is (3, n) float32. */
+void lwl_normalize_u8(const uint8_t *px, size_t n, const float mean[3], const float std[3],
+                      float *chw);
 
 /* ---- samplers. Draw layout (counter block, words) per transform slot:
  * resized_crop: blocks 0..9 = tries (area, log-ratio, top, left), block 10 word 0 = coin;

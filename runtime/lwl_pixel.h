@@ -233,6 +233,92 @@ LWL_HD void lwl_hue_px(uint8_t *p, uint8_t shift)
     lwl_hsv_to_rgb(hsv, p);
 }
 
+/* ---- the same HSV round trip without libm calls (the CPU fast path); bit-exact with
+ * lwl_rgb_to_hsv / lwl_hsv_to_rgb for every input (checked exhaustively by test_augment) */
+
+/* What lwl_hsv_to_rgb computes from h and s alone: sector i % 6, f and s / 255. */
+typedef struct {
+    uint8_t sector[256];
+    float f[256], fs[256];
+} lwl_hsv_tables;
+
+LWL_HD void lwl_hsv_tables_init(lwl_hsv_tables *t)
+{
+    for (int v = 0; v < 256; v++) {
+        int i = (int)floor((float)v * 6.0 / 255.0);
+
+        t->sector[v] = (uint8_t)(i % 6);
+        t->f[v] = (float)((float)v * 6.0 / 255.0 - (float)i);
+        t->fs[v] = (float)((float)v / 255.0);
+    }
+}
+
+/* round(x) for x >= 0 (half away from zero) without libm: x + 0.5 is exact for
+ * x >= 0.5, and only below 0.5 can the sum round up to 1. */
+LWL_HD int lwl_round_pos(double x)
+{
+    return x < 0.5 ? 0 : (int)(x + 0.5);
+}
+
+/* lwl_rgb_to_hsv: fmod(x, 1) is x - 1 for the x in [5/6, 11/6) that occur (exact). */
+LWL_HD void lwl_rgb_to_hsv_fast(const uint8_t *p, uint8_t *hsv)
+{
+    int r = p[0], g = p[1], b = p[2];
+    int maxc = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    int minc = r < g ? (r < b ? r : b) : (g < b ? g : b);
+
+    hsv[2] = (uint8_t)maxc;
+    if (minc == maxc) {
+        hsv[0] = hsv[1] = 0;
+        return;
+    }
+
+    float cr = (float)(maxc - minc), s = cr / (float)maxc, h;
+    float rc = (float)(maxc - r) / cr, gc = (float)(maxc - g) / cr;
+    float bc = (float)(maxc - b) / cr;
+
+    if (r == maxc)
+        h = bc - gc;
+    else if (g == maxc)
+        h = (float)(2.0 + rc - bc);
+    else
+        h = (float)(4.0 + gc - rc);
+
+    double x = h / 6.0 + 1.0;
+
+    h = (float)(x >= 1.0 ? x - 1.0 : x);
+    hsv[0] = (uint8_t)lwl_clampi((int)(h * 255.0), 0, 255);
+    hsv[1] = (uint8_t)lwl_clampi((int)(s * 255.0), 0, 255);
+}
+
+/* lwl_hsv_to_rgb with the per-h and per-s terms from t and round() as lwl_round_pos
+ * (every argument is in [0, 255]). */
+LWL_HD void lwl_hsv_to_rgb_fast(const uint8_t *hsv, uint8_t *p, const lwl_hsv_tables *t)
+{
+    int h = hsv[0], s = hsv[1];
+    uint8_t v = hsv[2];
+
+    if (s == 0) {
+        p[0] = p[1] = p[2] = v;
+        return;
+    }
+
+    float f = t->f[h], fs = t->fs[s];
+    double fv = (float)v;
+    uint8_t up = (uint8_t)lwl_round_pos(fv * (1.0 - fs));
+    uint8_t uq = (uint8_t)lwl_round_pos(fv * (1.0 - LWL_FMUL(fs, f)));
+    uint8_t ut = (uint8_t)lwl_round_pos(fv * (1.0 - LWL_DMUL((double)fs, 1.0 - f)));
+
+    switch (t->sector[h]) {
+    case 0: p[0] = v;  p[1] = ut; p[2] = up; break;
+    case 1: p[0] = uq; p[1] = v;  p[2] = up; break;
+    case 2: p[0] = up; p[1] = v;  p[2] = ut; break;
+    case 3: p[0] = up; p[1] = uq; p[2] = v;  break;
+    case 4: p[0] = ut; p[1] = up; p[2] = v;  break;
+    default: p[0] = v; p[1] = up; p[2] = uq; break;
+    }
+}
+
 /* torchvision rgb_to_grayscale(img, 3) on PIL: luma copied to three channels. */
 LWL_HD void lwl_gray_px(uint8_t *p)
 {

@@ -196,13 +196,63 @@ static void test_pixel_values(void **state)
     assert_int_equal(p[2], 77);
 }
 
+/* The CPU fast paths of the HSV round trip equal Pillow's arithmetic (lwl_rgb_to_hsv,
+ * lwl_hsv_to_rgb) on every one of the 2^24 inputs. */
+static void test_hsv_exhaustive(void **state)
+{
+    (void)state;
+    lwl_hsv_tables t;
+    long bad_fwd = 0, bad_lut = 0, bad_back = 0;
+
+    lwl_hsv_tables_init(&t);
+    lwl_hue_tables();
+    for (uint32_t x = 0; x < (1u << 24); x++) {
+        uint8_t p[3] = { (uint8_t)(x >> 16), (uint8_t)(x >> 8), (uint8_t)x };
+        uint8_t a[3], b[3], c[3];
+
+        lwl_rgb_to_hsv(p, a);
+        lwl_rgb_to_hsv_fast(p, b);
+        lwl_rgb_to_hsv_lut(p, c);
+        bad_fwd += memcmp(a, b, 3) != 0;
+        bad_lut += memcmp(a, c, 3) != 0;
+        lwl_hsv_to_rgb(p, a);            /* p read as (h, s, v) */
+        lwl_hsv_to_rgb_fast(p, b, &t);
+        bad_back += memcmp(a, b, 3) != 0;
+    }
+    print_message("# HSV mismatches: forward %ld, table %ld, back %ld\n", bad_fwd, bad_lut,
+                  bad_back);
+    assert_int_equal(bad_fwd, 0);
+    assert_int_equal(bad_lut, 0);
+    assert_int_equal(bad_back, 0);
+
+    /* The whole hue op on a strip of every 8-bit hue of full saturation. */
+    lwl_image im;
+    assert_int_equal(lwl_image_alloc(&im, 256, 1), 0);
+    for (int h = 0; h < 256; h++) {
+        uint8_t hsv[3] = { (uint8_t)h, 255, 200 };
+
+        lwl_hsv_to_rgb(hsv, im.px + h * 3);
+    }
+    uint8_t want[256 * 3];
+    for (int i = 0; i < 256; i++) {
+        uint8_t hsv[3];
+
+        lwl_rgb_to_hsv(im.px + i * 3, hsv);
+        hsv[0] = (uint8_t)(hsv[0] + lwl_hue_shift(0.07));
+        lwl_hsv_to_rgb(hsv, want + i * 3);
+    }
+    lwl_hue(&im, 0.07);
+    assert_memory_equal(im.px, want, sizeof want);
+    lwl_image_free(&im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crop_statistics), cmocka_unit_test(test_crop_fixed_ratio),
         cmocka_unit_test(test_crop_fallback),   cmocka_unit_test(test_crop_determinism),
         cmocka_unit_test(test_jitter_draws),    cmocka_unit_test(test_coins),
-        cmocka_unit_test(test_pixel_values),
+        cmocka_unit_test(test_pixel_values),    cmocka_unit_test(test_hsv_exhaustive),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
