@@ -1,13 +1,21 @@
 # The runtime library liblwl (data path, RNG, ops, checkpoints, evaluation), and
-# lwl-imgtool, the command-line driver of the data path that the oracle tests call.
+# lwl-imgtool, the command-line driver of the data path that the oracle tests call;
+# lwl-nntool, the driver of the CPU primitives and safetensors that tests/oracle/nn_check.py calls.
 RUNTIME_SRC   := $(wildcard runtime/*.c)
 RUNTIME_OBJ   := $(patsubst runtime/%.c,$(B)/runtime/%.o,$(RUNTIME_SRC))
 RUNTIME_LIBS  := -ljpeg -lpng -lpthread -lm
-RUNTIME_TOOLS := $(B)/lwl-imgtool
+# CPU primitives (oneDNN, OpenMP-threaded; OpenBLAS) and the safetensors header (cJSON).
+RUNTIME_LIBS  += -ldnnl -lopenblas -lgomp -lcjson
+RUNTIME_TOOLS := $(B)/lwl-imgtool $(B)/lwl-lewelb
+# The pixel loops need gcc's full vectoriser cost model (-O2's "very cheap" one skips
+# loops that need a run-time trip-count or alias check).
+RUNTIME_CFLAGS := $(shell $(CC) -fvect-cost-model=dynamic -E -x c /dev/null >/dev/null 2>&1 \
+                    && echo -fvect-cost-model=dynamic)
+RUNTIME_TOOLS += $(B)/lwl-nntool
 
 $(B)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(B)/runtime
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(RUNTIME_CFLAGS) -c -o $@ $<
 
 $(B)/liblwl.a: $(RUNTIME_OBJ)
 	@mkdir -p $(B)
@@ -17,4 +25,11 @@ $(B)/liblwl.a: $(RUNTIME_OBJ)
 $(B)/lwl-imgtool: tools/lwl-imgtool.c $(B)/liblwl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(RUNTIME_LIBS)
 
+$(B)/lwl-nntool: tools/lwl-nntool.c $(B)/liblwl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(RUNTIME_LIBS)
+
 all: $(RUNTIME_TOOLS)
+
+# The hand-written LEWEL_B pipeline the data tests and bench/data.sh drive.
+$(B)/lwl-lewelb: tools/lwl-lewelb.c $(B)/liblwl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(RUNTIME_LIBS)

@@ -6,6 +6,8 @@ set -euo pipefail
 
 # Build: the front end and the runtime's data path.
 pkgs=(flex bison gcc make pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgsl-dev)
+# Build: the CPU engine (oneDNN, OpenBLAS) and the safetensors header parser.
+pkgs+=(libdnnl-dev libopenblas-dev libcjson-dev)
 # Tests: the C test framework, the TAP harness, sanitizer runtimes, the oracle.
 pkgs+=(libcmocka-dev perl clang libclang-rt-14-dev python3 python3-torchvision python3-pil
        python3-numpy)

@@ -1,0 +1,44 @@
+/* CPU fp32 NCHW primitives of the training step: convolution and max pooling on oneDNN, GEMM on
+ * OpenBLAS. Shapes are fixed when an object is made; primitives, layout buffers and scratch are
+ * made then too, so the calls of the step never allocate. */
+#ifndef LWL_NN_H
+#define LWL_NN_H
+
+/* Functions returning int give 0 on success and -1 on failure, constructors NULL; the message
+ * of the last failure of the calling thread is then in lwl_nn_error(). Nothing here exits. */
+const char *lwl_nn_error(void);
+
+/* Threads used by oneDNN (OpenMP) and OpenBLAS from now on; n >= 1. Results are deterministic
+ * run to run for a fixed number of threads. */
+int lwl_nn_threads(int n);
+
+/* 2-D convolution without bias, groups 1, square stride and symmetric padding:
+ * oh = (h + 2 pad - r) / stride + 1, ow = (w + 2 pad - s) / stride + 1.
+ * Layouts: x (n, c, h, w), wt (k, c, r, s) as torchvision's OIHW, y (n, k, oh, ow). */
+typedef struct lwl_conv lwl_conv;
+lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad);
+void lwl_conv_out_hw(const lwl_conv *cv, int *oh, int *ow);
+int lwl_conv_fwd(lwl_conv *cv, const float *x, const float *wt, float *y);
+/* dx (n, c, h, w) = gradient of the input from dy (n, k, oh, ow); overwrites dx. */
+int lwl_conv_bwd_data(lwl_conv *cv, const float *dy, const float *wt, float *dx);
+/* dwt (k, c, r, s) = gradient of the weights; overwrites dwt (callers accumulate themselves). */
+int lwl_conv_bwd_weights(lwl_conv *cv, const float *x, const float *dy, float *dwt);
+void lwl_conv_free(lwl_conv *cv);
+
+/* Max pooling k x k with stride and padding (padding never wins; ResNet's stem: 3, 2, 1).
+ * x (n, c, h, w), y (n, c, oh, ow), oh = (h + 2 pad - k) / stride + 1. fwd keeps the positions
+ * of the maxima inside the object; bwd routes dy (n, c, oh, ow) to them and overwrites dx
+ * (n, c, h, w). bwd uses the positions of the latest fwd. */
+typedef struct lwl_pool lwl_pool;
+lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad);
+void lwl_maxpool_out_hw(const lwl_pool *p, int *oh, int *ow);
+int lwl_maxpool_fwd(lwl_pool *p, const float *x, float *y);
+int lwl_maxpool_bwd(lwl_pool *p, const float *dy, float *dx);
+void lwl_maxpool_free(lwl_pool *p);
+
+/* Row-major C (m, n) = alpha op(A) op(B) + beta C on OpenBLAS, op(A) (m, k), op(B) (k, n);
+ * trans_a != 0 means A is stored (k, m). Checks the sizes and leading dimensions. */
+int lwl_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc);
+
+#endif
