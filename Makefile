@@ -32,7 +32,19 @@ deps:
 
 # ---- the compiler
 FRONT_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
-FRONT_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(FRONT_SRC)) $(B)/gen/lexer.o $(B)/gen/parser.o
+FRONT_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(FRONT_SRC)) $(B)/gen/lexer.o \
+             $(B)/gen/parser.o $(B)/gen/tmpl.o
+TMPL      := compiler/tmpl/kernels.h compiler/tmpl/cpu_ops.h
+
+# The emitters' templates as C strings (lwl_tmpl_kernels_h, ...).
+$(B)/gen/tmpl.c: $(TMPL) Makefile
+	@mkdir -p $(B)/gen
+	@for f in $(TMPL); do \
+	  n=$$(basename $$f | tr . _); \
+	  echo "const char lwl_tmpl_$$n[] ="; \
+	  sed 's/\\/\\\\/g; s/"/\\"/g; s/^/    "/; s/$$/\\n"/' $$f; \
+	  echo "    ;"; \
+	done > $@
 
 $(B)/gen/parser.c $(B)/gen/parser.h: compiler/parser.y
 	@mkdir -p $(B)/gen
@@ -43,11 +55,13 @@ $(B)/gen/lexer.c $(B)/gen/lexer.h: compiler/lexer.l
 	$(FLEX) --header-file=$(B)/gen/lexer.h -o $(B)/gen/lexer.c $<
 
 $(B)/gen/%.o: $(B)/gen/%.c $(B)/gen/parser.h $(B)/gen/lexer.h
-	$(CC) $(ALL_CFLAGS) -Wno-unused-function -Wno-missing-prototypes -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -Wno-unused-function -Wno-missing-prototypes -Wno-overlength-strings \
+	  -c -o $@ $<
 
 $(B)/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(B)/compiler
-	$(CC) $(ALL_CFLAGS) -DLWLC_VERSION='"$(VERSION)"' -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -DLWLC_VERSION='"$(VERSION)"' -DLWLC_HOME='"$(CURDIR)"' \
+	  -DLWLC_RUNTIME_LIBS='"$(RUNTIME_LIBS)"' -c -o $@ $<
 
 $(B)/libfront.a: $(FRONT_OBJ)
 	ar rcs $@ $^
@@ -97,3 +111,12 @@ demo: deps
 
 clean:
 	rm -rf build
+
+# ---- generated/: lwlc's output for every spec, committed so that diffs show what changes
+SPECS := $(wildcard specs/*.lwl) $(wildcard examples/*.lwl)
+.PHONY: generated
+generated: $(B)/lwlc
+	@for s in $(SPECS); do \
+	  n=$$(basename $$s .lwl); \
+	  $(B)/lwlc -S --emit-dir generated/$$n $$s 2>/dev/null || { echo "lwlc -S $$s failed"; exit 1; }; \
+	done; echo "generated/: $(words $(SPECS)) specs"

@@ -6,10 +6,14 @@
 #include <string.h>
 
 #include "path.h"
+#include "plan.h"
 #include "spec.h"
 
 #ifndef LWLC_VERSION
 #define LWLC_VERSION "dev"
+#endif
+#ifndef LWLC_RUNTIME_LIBS
+#define LWLC_RUNTIME_LIBS "-ljpeg -lpng -ldnnl -lopenblas -lgomp -lcjson -lpthread -lm"
 #endif
 
 static const char usage[] =
@@ -116,6 +120,67 @@ static int parse_args(int argc, char **argv, opts *o)
     return -1;
 }
 
+/* The directory lwlc's runtime headers and library are found in. */
+static const char *home(void)
+{
+    const char *h = getenv("LWL_HOME");
+#ifdef LWLC_HOME
+    return h && *h ? h : LWLC_HOME;
+#else
+    return h && *h ? h : ".";
+#endif
+}
+
+/* Compiles the generated sources in dir into the program `out`. */
+static int build(const opts *o, const lwl_spec *spec, const char *dir, const char *out)
+{
+    char *specdir = realpath(spec->src->dir, NULL);
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    char *cmd = xasprintf("%s -std=c11 -D_GNU_SOURCE -O2 -march=native -DLWL_SPEC_DIR='\"%s\"' "
+                          "-I'%s' -I'%s/runtime' '%s/net.c' '%s/views.c' '%s/main.c' "
+                          "'%s/build/liblwl.a' %s -o '%s'", cc, specdir ? specdir : ".", dir,
+                          home(), dir, dir, dir, home(), LWLC_RUNTIME_LIBS, out);
+    free(specdir);
+    if (o->verbose)
+        fprintf(stderr, "lwlc: %s\n", cmd);
+    int rc = system(cmd);
+    free(cmd);
+    if (rc != 0) {
+        fprintf(stderr, "lwlc: building %s failed (the C compiler's messages are above)\n", out);
+        return 3;
+    }
+    if (o->verbose)
+        fprintf(stderr, "lwlc: built %s\n", out);
+    return 0;
+}
+
+/* Lowers, emits generated/<name>/ (or --emit-dir) and builds unless -S. */
+static int generate(const opts *o, const lwl_spec *spec, lwl_diag *d)
+{
+    if (o->target && strcmp(o->target, "cpu") != 0) {
+        fprintf(stderr, "lwlc: --target %s: the CUDA backend is not built yet; use --target "
+                "cpu\n", o->target);
+        return 3;
+    }
+    lwl_plan plan;
+    if (plan_build(spec, &plan, d)) {
+        fprintf(stderr, "%s: %d error%s\n", spec->src->path, d->errors, d->errors == 1 ? "" : "s");
+        return 1;
+    }
+    char *dir = o->emit_dir ? xstrdup(o->emit_dir) : xasprintf("generated/%s", spec->name);
+    char *out = o->out ? xstrdup(o->out) : xasprintf("./%s", spec->name);
+    int rc = emit_c(&plan, dir, d) ? 3 : 0;
+    diag_flush(d);
+    if (rc == 0 && o->verbose)
+        fprintf(stderr, "lwlc: wrote %s/\n", dir);
+    if (rc == 0 && !o->sources_only)
+        rc = build(o, spec, dir, out);
+    plan_free(&plan);
+    free(dir);
+    free(out);
+    return rc;
+}
+
 static int run(const opts *o)
 {
     int status = 0;
@@ -142,9 +207,7 @@ static int run(const opts *o)
             if (o->verbose)
                 fprintf(stderr, "%s: ok, experiment '%s'\n", o->specs[i], spec.name);
         } else {
-            fprintf(stderr, "lwlc: %s: code generation is not built yet; "
-                    "use --check or --print\n", o->specs[i]);
-            status = 3;
+            status = generate(o, &spec, &d);
         }
         spec_free(&spec);
     }

@@ -12,7 +12,8 @@ is "$("$LWLC" --version)" "lwlc 0.1.0" "--version"
 "$LWLC" >/dev/null 2>&1; is "$?" 2 "no spec is a usage error"
 "$LWLC" a.lwl --target gpu >/dev/null 2>&1; is "$?" 2 "bad --target is a usage error"
 "$LWLC" -o >/dev/null 2>&1; is "$?" 2 "-o without a value"
-err=$("$LWLC" specs/crop_gray.lwl 2>&1); is "$?" 3 "building says it is not built yet (exit 3)"
+err=$("$LWLC" --target cuda -o "$tmp/x" --emit-dir "$tmp/gen" specs/crop_gray.lwl 2>&1)
+is "$?" 3 "--target cuda says the CUDA backend is not built yet (exit 3)"
 is "$(grep -c 'not built yet' <<<"$err")" 1 "... with a clear message"
 
 err=$("$LWLC" --check "$tmp/none.lwl" 2>&1); is "$?" 1 "a missing spec is an error"

@@ -1,0 +1,815 @@
+/* Emits plan.h and net.c: the static memory plan, the tensor tables, the
+ * backbone forward (train and eval) and backward as explicit schedules of
+ * calls with literal shapes, the LEWEL_B head, the loss, the optimiser and
+ * the target's moving average. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "emit.h"
+
+#define L(...) emit_line(e, __VA_ARGS__)
+
+/* ---- the memory plan: named slots in one arena of floats */
+
+typedef struct slot {
+    char *name, *what;
+    size_t off, n;
+} slot;
+
+typedef struct arena_plan {
+    slot *v;
+    int n;
+    size_t total;
+} arena_plan;
+
+static size_t place(arena_plan *a, const char *name, size_t n, const char *what)
+{
+    a->v = xrealloc(a->v, (size_t)(a->n + 1) * sizeof *a->v);
+    slot *s = &a->v[a->n++];
+    s->name = xstrdup(name);
+    s->what = xstrdup(what);
+    s->off = a->total;
+    s->n = n;
+    a->total += (n + 15) / 16 * 16;
+    return s->off;
+}
+
+static void arena_free_plan(arena_plan *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        free(a->v[i].name);
+        free(a->v[i].what);
+    }
+    free(a->v);
+}
+
+/* Rows of the head's first MLP: per image the pooled vector (and each position). */
+static int rows_u(const lwl_plan *p)
+{
+    return p->proj.rows;
+}
+
+static size_t stats_floats(const lwl_plan *p)
+{
+    size_t n = 0;
+    for (int i = 0; i < p->nconvs; i++)
+        n += 2 * (size_t)p->groups * (size_t)p->convs[i].cout;
+    return n;
+}
+
+/* Offsets of every conv's saved (mean, invstd) in a stats slot. */
+static size_t stats_off(const lwl_plan *p, int conv)
+{
+    size_t n = 0;
+    for (int i = 0; i < conv; i++)
+        n += 2 * (size_t)p->groups * (size_t)p->convs[i].cout;
+    return n;
+}
+
+static const char *const mlp_slot[4] = { "PROJ", "PROJ_OBJ", "PRED", "PRED_OBJ" };
+
+static const lwl_pmlp *mlp_of(const lwl_plan *p, int i)
+{
+    const lwl_pmlp *m[4] = { &p->proj, &p->proj_obj, &p->predictor, &p->predictor_obj };
+    return m[i];
+}
+
+static void place_mlp_save(arena_plan *a, const lwl_plan *p, const char *pre, int i)
+{
+    const lwl_pmlp *m = mlp_of(p, i);
+    char name[64];
+    size_t rh = (size_t)m->rows * (size_t)m->hidden, gh = (size_t)p->groups * m->hidden;
+    snprintf(name, sizeof name, "%s%s_H1", pre, mlp_slot[i]);
+    place(a, name, rh, "(rows, hidden) before BN");
+    snprintf(name, sizeof name, "%s%s_H2", pre, mlp_slot[i]);
+    place(a, name, rh, "(rows, hidden) after BN + ReLU");
+    snprintf(name, sizeof name, "%s%s_MEAN", pre, mlp_slot[i]);
+    place(a, name, gh, "(groups, hidden)");
+    snprintf(name, sizeof name, "%s%s_INVSTD", pre, mlp_slot[i]);
+    place(a, name, gh, "(groups, hidden)");
+}
+
+static void make_arena(const lwl_plan *p, arena_plan *a)
+{
+    const lwl_spec *s = p->spec;
+    size_t B = (size_t)p->batch, C = (size_t)p->channels, P = (size_t)p->fh * p->fw;
+    size_t D = (size_t)p->dim, K = (size_t)p->maps, G = (size_t)p->groups;
+    size_t RU = (size_t)rows_u(p), RO = B * K;
+
+    place(a, "PARAMS", p->param_floats, "online parameters, see net_params_info");
+    place(a, "GRADS", p->param_floats, "their gradients");
+    place(a, "MOMENTUM", p->param_floats, "optimiser buffers (lr folded in)");
+    place(a, "TARGET", p->target_param_floats, "target parameters: backbone, proj, proj_obj");
+    place(a, "BUFS", G * p->buf_floats, "online BN running statistics, (groups, c) each");
+    place(a, "TBUFS", G * p->target_buf_floats, "target BN running statistics");
+    for (int v = 0; v < 2; v++) {
+        char n[32];
+        snprintf(n, sizeof n, "ACT%d", v + 1);
+        place(a, n, p->act_floats, "online activations of a view, kept for backward");
+        snprintf(n, sizeof n, "STATS%d", v + 1);
+        place(a, n, stats_floats(p), "BN (mean, invstd) per conv and group");
+    }
+    place(a, "TACT", p->act_floats, "target activations");
+    place(a, "TSTATS", stats_floats(p), "target BN statistics (train mode)");
+    for (int i = 0; i < 4; i++)
+        place(a, (const char *[]){ "S0", "S1", "S2", "S3" }[i], p->max_act,
+              "backward scratch, the largest activation");
+    size_t wmax = 0;
+    for (int i = 0; i < p->nconvs; i++) {
+        size_t n = p->params[p->convs[i].weight].numel;
+        wmax = n > wmax ? n : wmax;
+    }
+    place(a, "WS", wmax, "a conv weight gradient before it is added");
+
+    for (int v = 0; v < 2; v++) {
+        char pre[8];
+        snprintf(pre, sizeof pre, "H%d_", v + 1);
+        char n[64];
+#define SLOT(suffix, count, what) (snprintf(n, sizeof n, "%s" suffix, pre), place(a, n, count, what))
+        SLOT("U", RU * C, "(rows_u, C) pooled vector and positions");
+        SLOT("Z", RU * D, "(rows_u, D) proj output");
+        SLOT("ZG", B * D, "(B, D) global embedding");
+        SLOT("QG", B * D, "(B, D) predictor output");
+        SLOT("DQG", B * D, "(B, D) its gradient");
+        place_mlp_save(a, p, pre, 0);
+        place_mlp_save(a, p, pre, 2);
+        if (p->lewel) {
+            SLOT("AM", B * D * P, "(B, D, P) alignment maps");
+            SLOT("O", RO * C, "(B K, C) aligned features");
+            SLOT("ZO", RO * D, "(B K, D) proj_obj output");
+            SLOT("QO", RO * D, "(B K, D) predictor_obj output");
+            SLOT("DQO", RO * D, "(B K, D) its gradient");
+            place_mlp_save(a, p, pre, 1);
+            place_mlp_save(a, p, pre, 3);
+        }
+        snprintf(pre, sizeof pre, "T%d_", v + 1);
+        SLOT("ZG", B * D, "(B, D) target global embedding");
+        if (p->lewel)
+            SLOT("ZO", RO * D, "(B K, D) target aligned embedding");
+#undef SLOT
+    }
+    place(a, "TH_U", RU * C, "target head scratch (rows_u, C)");
+    place(a, "TH_Z", RU * D, "(rows_u, D)");
+    place_mlp_save(a, p, "TH_", 0);
+    if (p->lewel) {
+        place(a, "TH_AM", B * D * P, "(B, D, P)");
+        place(a, "TH_O", RO * C, "(B K, C)");
+        place_mlp_save(a, p, "TH_", 1);
+    }
+    place(a, "D_ZG", B * D, "backward: (B, D)");
+    place(a, "D_Z", RU * D, "(rows_u, D)");
+    place(a, "D_U", RU * C, "(rows_u, C)");
+    size_t rmax = RU > RO ? RU : RO;
+    place(a, "D_TMP", rmax * (size_t)p->hidden, "(rows, hidden) inside an MLP backward");
+    if (p->lewel) {
+        place(a, "D_ZO", RO * D, "(B K, D)");
+        place(a, "D_O", RO * C, "(B K, C)");
+        place(a, "D_AM", B * D * P, "(B, D, P)");
+    }
+    (void)s;
+}
+
+/* ---- plan.h */
+
+static void tensor_table(emitter *e, const char *name, const lwl_ptensor *t, int n, int scale)
+{
+    L("const lwl_tensor_info %s[%d] = {", name, n);
+    for (int i = 0; i < n; i++) {
+        char shape[64];
+        int k = 0;
+        for (int j = 0; j < t[i].ndim; j++)
+            k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%d", j ? ", " : "",
+                          t[i].shape[j]);
+        L("    { \"%s\", %zu, %zu, %d, { %s }, %d, %d },", t[i].name, t[i].off * (size_t)scale,
+          t[i].numel, t[i].ndim, shape, t[i].decay, t[i].fan_out);
+    }
+    L("};");
+}
+
+int emit_plan_h(const lwl_plan *p, FILE *f)
+{
+    emitter ev = { f, p, 0 }, *e = &ev;
+    arena_plan a = { 0 };
+    make_arena(p, &a);
+    L("/* The memory plan of experiment '%s': every shape and offset fixed for", p->name);
+    L(" * batch %d at %d pixels. Generated by lwlc from the spec; do not edit. */", p->batch,
+      p->size);
+    L("#ifndef NET_PLAN_H");
+    L("#define NET_PLAN_H");
+    L("%s", "");
+    L("#include \"lwl_train.h\"");
+    L("%s", "");
+    L("#define BATCH %d          /* images per view and step (train.batch) */", p->batch);
+    L("#define GROUPS %d          /* BN groups of BATCH / GROUPS images */", p->groups);
+    L("#define SIZE %d", p->size);
+    L("#define CHANNELS %d      /* layer4's channels */", p->channels);
+    L("#define POSITIONS %d     /* layer4's %d x %d positions */", p->fh * p->fw, p->fh, p->fw);
+    L("#define DIM %d", p->dim);
+    L("#define HIDDEN %d", p->hidden);
+    L("#define HEADS %d", p->heads);
+    L("#define MAPS %d          /* aligned embeddings per image: DIM / HEADS */", p->maps);
+    L("#define NPARAMS %d", p->nparams);
+    L("#define NBUFS %d", p->nbufs);
+    int tp = 0, tb = 0;
+    while (tp < p->nparams && p->params[tp].off < p->target_param_floats)
+        tp++;
+    while (tb < p->nbufs && p->bufs[tb].off < p->target_buf_floats)
+        tb++;
+    L("#define TARGET_NPARAMS %d  /* the first ones: backbone, proj, proj_obj */", tp);
+    L("#define TARGET_NBUFS %d", tb);
+    L("#define PARAM_FLOATS %zuu", p->param_floats);
+    L("#define BUF_FLOATS %zuu    /* all groups */", p->buf_floats * (size_t)p->groups);
+    L("#define TARGET_PARAM_FLOATS %zuu", p->target_param_floats);
+    L("#define TARGET_BUF_FLOATS %zuu", p->target_buf_floats * (size_t)p->groups);
+    L("#define ARENA_FLOATS %zuu  /* %.1f MiB */", a.total, a.total * 4.0 / (1 << 20));
+    L("%s", "");
+    L("/* Slots of the arena (floats from its start). */");
+    for (int i = 0; i < a.n; i++)
+        L("#define %s (net_arena + %zuu)   /* %zu: %s */", a.v[i].name, a.v[i].off, a.v[i].n,
+          a.v[i].what);
+    L("%s", "");
+    L("extern float *net_arena;");
+    L("extern const lwl_tensor_info net_params_info[NPARAMS];");
+    L("extern const lwl_tensor_info net_bufs_info[NBUFS];");
+    L("%s", "");
+    L("int net_init(int threads);");
+    L("void net_free(void);");
+    L("int net_init_weights(uint64_t seed);");
+    L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
+    L("             double *loss);");
+    L("int net_features(const float *x, float *feat);");
+    L("%s", "");
+    L("#endif");
+    arena_free_plan(&a);
+    return e->failed ? -1 : 0;
+}
+
+/* ---- net.c */
+
+/* "ACT1 + 1234u" for activation id `act` of view slot `arena`. */
+static const char *act(const lwl_plan *p, const char *base, int id)
+{
+    static char buf[4][64];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s + %zuu", base, p->acts[id].off);
+    return buf[k];
+}
+
+static size_t act_n(const lwl_plan *p, int id)
+{
+    const lwl_pact *a = &p->acts[id];
+    return (size_t)p->batch * (size_t)a->c * (size_t)a->h * (size_t)a->w;
+}
+
+static void conv_comment(emitter *e, const lwl_pconv *c)
+{
+    L("    /* %s: %dx%dx%d -> %dx%dx%d, %dx%d stride %d; %s%s */", c->conv, c->cin, c->hin,
+      c->win, c->cout, c->hout, c->wout, c->k, c->k, c->stride, c->bn,
+      c->relu ? " + ReLU" : "");
+}
+
+/* One conv + BN of the forward pass; `train`: batch statistics (saved in st). */
+static void fwd_conv(emitter *e, const lwl_plan *p, int i, int train, const char *w,
+                     const char *run, const char *a, const char *st, int groups)
+{
+    const lwl_pconv *c = &p->convs[i];
+    conv_comment(e, c);
+    L("    CK(lwl_conv_fwd(conv[%d], %s, %s + %zuu, %s));", i, act(p, a, c->in), w,
+      p->params[c->weight].off, act(p, a, c->pre));
+    int hw = c->hout * c->wout;
+    if (train) {
+        size_t so = stats_off(p, i), g = (size_t)p->groups;
+        L("    bn_train(%s, %s, %d, %d, %d, %d, %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu,",
+          act(p, a, c->pre), act(p, a, c->out), p->batch, c->cout, hw, p->groups, w,
+          p->params[c->gamma].off, w, p->params[c->beta].off, st, so, st,
+          so + g * (size_t)c->cout);
+        L("             %s + %zuu, %s + %zuu, %d);", run, p->bufs[c->mean].off * g, run,
+          p->bufs[c->var].off * g, c->relu);
+    } else {
+        size_t g = (size_t)p->groups;
+        L("    bn_eval(%s, %s, %d, %d, %d, %s, %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu, %d);",
+          act(p, a, c->pre), act(p, a, c->out), p->batch, c->cout, hw, groups ? "groups" : "1",
+          w, p->params[c->gamma].off, w, p->params[c->beta].off, run,
+          p->bufs[c->mean].off * g, run, p->bufs[c->var].off * g, c->relu);
+    }
+}
+
+/* The backbone forward: image in activation 0 of `a`, layer4 output in p->feat. */
+static void emit_backbone_fwd(emitter *e, const lwl_plan *p, int train)
+{
+    if (train) {
+        L("/* The backbone in train mode: a holds the images at its start; every conv");
+        L(" * output, BN output and BN statistics (st) stay for backward; running");
+        L(" * statistics (run) are updated per group. */");
+        L("static int backbone_train(const float *w, float *run, float *a, float *st, "
+          "lwl_pool *pool)");
+    } else {
+        L("/* The backbone in eval mode with running statistics: of each group");
+        L(" * (groups 1: group 0's for every image, as rank 0's saved model). */");
+        L("static int backbone_eval(const float *w, const float *run, float *a, int groups,");
+        L("                         lwl_pool *pool)");
+    }
+    L("{");
+    int ci = 0;
+    fwd_conv(e, p, ci++, train, "w", "run", "a", "st", 1);
+    if (p->stem_pool) {
+        L("    /* maxpool: 3x3 stride 2 pad 1 */");
+        L("    CK(lwl_maxpool_fwd(pool, %s, %s));", act(p, "a", p->pool_in),
+          act(p, "a", p->pool_out));
+    }
+    for (int b = 0; b < p->nblocks; b++) {
+        const lwl_pblock *bl = &p->blocks[b];
+        L("%s", "");
+        L("    /* %s */", bl->name);
+        for (int j = 0; j < bl->nconv; j++)
+            fwd_conv(e, p, bl->conv[j], train, "w", "run", "a", "st", 1);
+        int sc = bl->in;
+        if (bl->down >= 0) {
+            fwd_conv(e, p, bl->down, train, "w", "run", "a", "st", 1);
+            sc = p->convs[bl->down].out;
+        }
+        L("    add_relu(%s, %s, %s, %zuu);", act(p, "a", p->convs[bl->conv[bl->nconv - 1]].out),
+          act(p, "a", sc), act(p, "a", bl->out), act_n(p, bl->out));
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+}
+
+/* Backward of one conv + BN: dy (through the ReLU when the conv has one) → d of
+ * its input into `dx` (unless the input is the image). */
+static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const char *st,
+                     const char *dy, const char *tmp, const char *dx)
+{
+    const lwl_pconv *c = &p->convs[i];
+    size_t so = stats_off(p, i), g = (size_t)p->groups;
+    conv_comment(e, c);
+    L("    bn_train_bwd(%s, %s, %s, %s, %d, %d, %d, %d, PARAMS + %zuu, %s + %zuu, %s + %zuu,",
+      act(p, a, c->pre), dy, c->relu ? act(p, a, c->out) : "NULL", tmp, p->batch, c->cout,
+      c->hout * c->wout, p->groups, p->params[c->gamma].off, st, so, st,
+      so + g * (size_t)c->cout);
+    L("                 GRADS + %zuu, GRADS + %zuu);", p->params[c->gamma].off,
+      p->params[c->beta].off);
+    L("    CK(lwl_conv_bwd_weights(conv[%d], %s, %s, WS));", i, act(p, a, c->in), tmp);
+    L("    add_into(GRADS + %zuu, WS, %zuu);", p->params[c->weight].off,
+      p->params[c->weight].numel);
+    if (dx)
+        L("    CK(lwl_conv_bwd_data(conv[%d], %s, PARAMS + %zuu, %s));", i, tmp,
+          p->params[c->weight].off, dx);
+}
+
+static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
+{
+    static const char *const S[4] = { "S0", "S1", "S2", "S3" };
+    L("/* The backbone's backward for one view: S0 holds d(layer4 output); weight");
+    L(" * and BN gradients accumulate into GRADS. Buffers rotate over S0..S3. */");
+    L("static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)");
+    L("{");
+    L("    (void)pool;");
+    int x = 0;  /* the scratch holding d(block output) */
+    for (int b = p->nblocks - 1; b >= 0; b--) {
+        const lwl_pblock *bl = &p->blocks[b];
+        const char *X = S[x], *Y = S[(x + 1) % 4], *Z = S[(x + 2) % 4], *W = S[(x + 3) % 4];
+        L("%s", "");
+        L("    /* %s: d through relu(main + shortcut) */", bl->name);
+        L("    relu_bwd_inplace(%s, %s, %zuu);", X, act(p, "a", bl->out), act_n(p, bl->out));
+        const char *dy = X;
+        for (int j = bl->nconv - 1; j >= 0; j--) {
+            bwd_conv(e, p, bl->conv[j], "a", "st", dy, Y, Z);
+            dy = Z;
+            /* the next conv down reads Z as its dy and writes Y, Z again: swap roles */
+            const char *t = Y;
+            Y = Z;
+            Z = t;
+            dy = Y;
+        }
+        /* dy (in Y) is d(block input) from the main path */
+        if (bl->down >= 0) {
+            bwd_conv(e, p, bl->down, "a", "st", X, Z, W);
+            L("    add_into(%s, %s, %zuu);", Y, W, act_n(p, bl->in));
+        } else {
+            L("    add_into(%s, %s, %zuu);", Y, X, act_n(p, bl->in));
+        }
+        x = (int)(strchr("0123", Y[1]) - "0123");
+    }
+    const char *X = S[x], *Y = S[(x + 1) % 4];
+    L("%s", "");
+    L("    /* stem */");
+    if (p->stem_pool) {
+        L("    CK(lwl_maxpool_bwd(pool, %s, %s));", X, Y);
+        bwd_conv(e, p, 0, "a", "st", Y, S[(x + 2) % 4], NULL);
+    } else {
+        bwd_conv(e, p, 0, "a", "st", X, Y, NULL);
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+}
+
+/* mlp_fwd call for MLP i of the head on input `x` into `y`. */
+static void mlp_call(emitter *e, const lwl_plan *p, int i, const char *x, const char *y,
+                     const char *w, const char *run, const char *pre, const char *train,
+                     const char *update)
+{
+    const lwl_pmlp *m = mlp_of(p, i);
+    size_t g = (size_t)p->groups;
+    L("    CK(mlp_fwd(%s, %s, %d, %d, %d, %d, GROUPS, %s + %zuu, %s + %zuu, %s + %zuu, "
+      "%s + %zuu,", x, y, m->rows, m->in, m->hidden, m->out, w, p->params[m->w0].off, w,
+      p->params[m->gamma].off, w, p->params[m->beta].off, w, p->params[m->w3].off);
+    L("               %s + %zuu, %s + %zuu,", run, p->bufs[m->mean].off * g, run,
+      p->bufs[m->var].off * g);
+    L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD }, %s, %s));", pre,
+      mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], train, update);
+}
+
+static void mlp_bwd_call(emitter *e, const lwl_plan *p, int i, const char *x, const char *dy,
+                         const char *dx, const char *pre)
+{
+    const lwl_pmlp *m = mlp_of(p, i);
+    L("    CK(mlp_bwd(%s, %s, %s, %d, %d, %d, %d, GROUPS, PARAMS + %zuu, PARAMS + %zuu, "
+      "PARAMS + %zuu,", x, dy, dx, m->rows, m->in, m->hidden, m->out, p->params[m->w0].off,
+      p->params[m->gamma].off, p->params[m->w3].off);
+    L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD },", pre,
+      mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i]);
+    L("               GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, D_TMP));",
+      p->params[m->w0].off, p->params[m->gamma].off, p->params[m->beta].off,
+      p->params[m->w3].off);
+}
+
+/* Global rows of z (rows_u, D) into zg (B, D). */
+static void emit_gather(emitter *e, const lwl_plan *p, const char *z, const char *zg)
+{
+    int l = p->lewel ? 1 + p->fh * p->fw : 1;
+    if (l == 1) {
+        L("    memcpy(%s, %s, sizeof(float) * BATCH * DIM);", zg, z);
+        return;
+    }
+    L("    for (int b = 0; b < BATCH; b++)");
+    L("        memcpy(%s + (size_t)b * DIM, %s + (size_t)b * %d * DIM, sizeof(float) * DIM);", zg,
+      z, l);
+}
+
+static void emit_head(emitter *e, const lwl_plan *p)
+{
+    const lwl_spec *s = p->spec;
+    const char *feat = act(p, "a", p->feat);
+    int target_train = s->model.target == TARGET_EMA;
+
+    L("/* The online head of view v (its activations in a): proj over [pooled,");
+    L(" * positions], %s the predictors. Everything stays for backward. */",
+      p->lewel ? "the alignment maps, proj_obj over the aligned features," : "");
+    L("static int head_online(int v, const float *a)");
+    L("{");
+    L("    float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;");
+    L("    head_rows(%s, u, BATCH, CHANNELS, POSITIONS, %d);", feat, p->lewel);
+    L("    if (v == 0) {");
+    mlp_call(e, p, 0, "u", "z", "PARAMS", "BUFS", "H1_", "1", "1");
+    L("    } else {");
+    mlp_call(e, p, 0, "u", "z", "PARAMS", "BUFS", "H2_", "1", "1");
+    L("    }");
+    emit_gather(e, p, "z", "zg");
+    if (p->lewel) {
+        L("    float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;");
+        L("    head_maps(z, am, BATCH, DIM, POSITIONS);");
+        L("    CK(head_align(%s, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));", feat);
+    }
+    for (int v = 0; v < 2; v++) {
+        const char *pre = v ? "H2_" : "H1_";
+        L("    %s {", v ? "else" : "if (v == 0)");
+        char a1[32], a2[32];
+        snprintf(a1, sizeof a1, "%sZG", pre);
+        snprintf(a2, sizeof a2, "%sQG", pre);
+        mlp_call(e, p, 2, a1, a2, "PARAMS", "BUFS", pre, "1", "1");
+        if (p->lewel) {
+            snprintf(a1, sizeof a1, "%sO", pre);
+            snprintf(a2, sizeof a2, "%sZO", pre);
+            mlp_call(e, p, 1, a1, a2, "PARAMS", "BUFS", pre, "1", "1");
+            snprintf(a1, sizeof a1, "%sZO", pre);
+            snprintf(a2, sizeof a2, "%sQO", pre);
+            mlp_call(e, p, 3, a1, a2, "PARAMS", "BUFS", pre, "1", "1");
+        }
+        L("    }");
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+
+    L("/* The target head of view v: the embeddings the online predictions are");
+    L(" * matched to (BN %s). */", target_train ? "in train mode, target ema" :
+      "in eval mode with the moving-average statistics, target eman");
+    L("static int head_target(int v, const float *a)");
+    L("{");
+    L("    head_rows(%s, TH_U, BATCH, CHANNELS, POSITIONS, %d);", feat, p->lewel);
+    const char *tr = target_train ? "1" : "0";
+    mlp_call(e, p, 0, "TH_U", "TH_Z", "TARGET", "TBUFS", "TH_", tr, tr);
+    emit_gather(e, p, "TH_Z", "(v ? T2_ZG : T1_ZG)");
+    if (p->lewel) {
+        L("    head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);");
+        L("    CK(head_align(%s, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));", feat);
+        mlp_call(e, p, 1, "TH_O", "(v ? T2_ZO : T1_ZO)", "TARGET", "TBUFS", "TH_", tr, tr);
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+
+    L("/* Backward of the online head of view v into S0 = d(layer4 output). */");
+    L("static int head_bwd(int v, const float *a)");
+    L("{");
+    L("    memset(S0, 0, sizeof(float) * %zuu);", act_n(p, p->feat));
+    for (int v = 0; v < 2; v++) {
+        const char *pre = v ? "H2_" : "H1_";
+        L("    %s {", v ? "else" : "if (v == 0)");
+        char x[32], dy[32];
+        snprintf(x, sizeof x, "%sZG", pre);
+        snprintf(dy, sizeof dy, "%sDQG", pre);
+        mlp_bwd_call(e, p, 2, x, dy, "D_ZG", pre);
+        if (p->lewel) {
+            snprintf(x, sizeof x, "%sZO", pre);
+            snprintf(dy, sizeof dy, "%sDQO", pre);
+            mlp_bwd_call(e, p, 3, x, dy, "D_ZO", pre);
+            snprintf(x, sizeof x, "%sO", pre);
+            mlp_bwd_call(e, p, 1, x, "D_ZO", "D_O", pre);
+            L("        CK(head_align_bwd(%s, %sAM, D_O, D_AM, S0, BATCH, CHANNELS, POSITIONS, "
+              "DIM, HEADS));", feat, pre);
+        }
+        L("    }");
+    }
+    int l = p->lewel ? 1 + p->fh * p->fw : 1;
+    L("    for (int b = 0; b < BATCH; b++)");
+    L("        memcpy(D_Z + (size_t)b * %d * DIM, D_ZG + (size_t)b * DIM, sizeof(float) * DIM);",
+      l);
+    if (p->lewel)
+        L("    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, BATCH, DIM, "
+          "POSITIONS);");
+    L("    if (v == 0) {");
+    mlp_bwd_call(e, p, 0, "H1_U", "D_Z", "D_U", "H1_");
+    L("    } else {");
+    mlp_bwd_call(e, p, 0, "H2_U", "D_Z", "D_U", "H2_");
+    L("    }");
+    L("    head_rows_bwd(D_U, S0, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+}
+
+static void emit_loss(emitter *e, const lwl_plan *p)
+{
+    double w = p->spec->model.local_weight;
+    L("/* The loss of online view i against target view j: %s",
+      p->lewel ? "(1 - w) global + w local," : "the global term,");
+    L(" * each a mean of 2 - 2 cos over its rows; the gradients of the predictions");
+    L(" * accumulate (model.local_weight %g). */", w);
+    L("static double pair_loss(int i, int j)");
+    L("{");
+    if (p->lewel) {
+        L("    double g = cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, "
+          "BATCH, DIM, %.9gf);", 1 - w);
+        L("    double l = cos_loss(i ? H2_QO : H1_QO, j ? T2_ZO : T1_ZO, i ? H2_DQO : H1_DQO,");
+        L("                        BATCH * MAPS, DIM, %.9gf);", w);
+        L("    return g + l;");
+    } else {
+        L("    return cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, "
+          "BATCH, DIM, 1.0f);");
+    }
+    L("}");
+    L("%s", "");
+}
+
+static void emit_optimizer(emitter *e, const lwl_plan *p)
+{
+    const lwl_spec *s = p->spec;
+    int lars = s->train.optimizer == OPT_LARS;
+    L("/* %s over every online tensor: 1-D tensors get neither weight decay nor",
+      lars ? "LARS" : "SGD with momentum");
+    L(" * adaptation; momentum %g, weight_decay %g%s. */", s->train.momentum,
+      s->train.weight_decay, lars ? ", eta from the spec" : "");
+    L("static void optimizer_step(float lr, int first)");
+    L("{");
+    L("    for (int t = 0; t < NPARAMS; t++) {");
+    L("        const lwl_tensor_info *ti = &net_params_info[t];");
+    L("        float *w = PARAMS + ti->off, *g = GRADS + ti->off, *buf = MOMENTUM + ti->off;");
+    L("        float wd = ti->decay ? %.9gf : 0.0f, local = 1.0f;", s->train.weight_decay);
+    if (lars) {
+        L("        if (ti->decay) {");
+        L("            double nw = 0, ng = 0;");
+        L("            for (size_t i = 0; i < ti->numel; i++) {");
+        L("                nw += (double)w[i] * w[i];");
+        L("                ng += (double)g[i] * g[i];");
+        L("            }");
+        L("            nw = sqrt(nw);");
+        L("            ng = sqrt(ng);");
+        L("            if (nw > 0 && ng > 0)");
+        L("                local = (float)(%.9g * nw / (ng + wd * nw));", s->train.eta);
+        L("        }");
+    }
+    L("        for (size_t i = 0; i < ti->numel; i++)");
+    L("            k_lars(&w[i], &buf[i], g[i], wd, local, lr, %.9gf, first);",
+      s->train.momentum);
+    L("    }");
+    L("}");
+    L("%s", "");
+    int eman = s->model.target == TARGET_EMAN;
+    L("/* The target follows the online network: t = m t + (1 - m) o over the");
+    L(" * parameters%s (model.target %s). */", eman ? " and the BN running statistics" : "",
+      eman ? "eman" : "ema");
+    L("static void ema_step(float m)");
+    L("{");
+    L("    for (size_t i = 0; i < TARGET_PARAM_FLOATS; i++)");
+    L("        TARGET[i] = k_ema(TARGET[i], PARAMS[i], m);");
+    if (eman) {
+        L("    for (size_t i = 0; i < TARGET_BUF_FLOATS; i++)");
+        L("        TBUFS[i] = k_ema(TBUFS[i], BUFS[i], m);");
+    }
+    L("}");
+    L("%s", "");
+}
+
+int emit_net_c(const lwl_plan *p, FILE *f)
+{
+    emitter ev = { f, p, 0 }, *e = &ev;
+    const lwl_spec *s = p->spec;
+    L("/* The network of experiment '%s': %s (%s stem) with the %s head, its", p->name,
+      s->model.backbone == BACKBONE_RESNET50 ? "ResNet-50" : "ResNet-18",
+      s->model.stem == STEM_IMAGENET ? "imagenet" : "small", p->lewel ? "LEWEL_B" : "BYOL");
+    L(" * forward and backward as explicit schedules, the loss, the optimiser and");
+    L(" * the target's moving average, all on the static plan of plan.h.");
+    L(" * Generated by lwlc; do not edit. */");
+    L("#include <math.h>");
+    L("#include <stdio.h>");
+    L("#include <stdlib.h>");
+    L("#include <string.h>");
+    L("%s", "");
+    L("#include \"cpu_ops.h\"");
+    L("#include \"lwl_philox.h\"");
+    L("#include \"plan.h\"");
+    L("%s", "");
+    L("/* Every call checked: a failure names this file and line and returns. */");
+    L("#define CK(call)                                                              \\");
+    L("    do {                                                                      \\");
+    L("        if ((call) != 0) {                                                    \\");
+    L("            fprintf(stderr, \"%%s:%%d: %%s\\n\", __FILE__, __LINE__, lwl_nn_error()); \\");
+    L("            return -1;                                                        \\");
+    L("        }                                                                     \\");
+    L("    } while (0)");
+    L("%s", "");
+    L("float *net_arena;");
+    L("static lwl_conv *conv[%d];", p->nconvs);
+    L("static lwl_pool *pools[3];  /* view 1, view 2, target: each keeps its maxima */");
+    L("%s", "");
+    tensor_table(e, "net_params_info", p->params, p->nparams, 1);
+    L("%s", "");
+    tensor_table(e, "net_bufs_info", p->bufs, p->nbufs, p->groups);
+    L("%s", "");
+
+    /* init: primitives with literal shapes */
+    L("int net_init(int threads)");
+    L("{");
+    L("    CK(lwl_nn_threads(threads));");
+    L("    net_arena = aligned_alloc(64, sizeof(float) * ARENA_FLOATS);");
+    L("    if (!net_arena) {");
+    L("        fprintf(stderr, \"net: cannot allocate %%.1f MiB\\n\", ARENA_FLOATS * 4.0 / "
+      "(1 << 20));");
+    L("        return -1;");
+    L("    }");
+    L("    memset(net_arena, 0, sizeof(float) * ARENA_FLOATS);");
+    for (int i = 0; i < p->nconvs; i++) {
+        const lwl_pconv *c = &p->convs[i];
+        L("    CK(!(conv[%d] = lwl_conv_new(%d, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */", i,
+          p->batch, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
+    }
+    if (p->stem_pool) {
+        const lwl_pact *a = &p->acts[p->pool_in];
+        L("    for (int i = 0; i < 3; i++)");
+        L("        CK(!(pools[i] = lwl_maxpool_new(%d, %d, %d, %d, 3, 2, 1)));", p->batch, a->c,
+          a->h, a->w);
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("void net_free(void)");
+    L("{");
+    L("    for (int i = 0; i < %d; i++)", p->nconvs);
+    L("        lwl_conv_free(conv[i]);");
+    L("    for (int i = 0; i < 3; i++)");
+    L("        lwl_maxpool_free(pools[i]);");
+    L("    free(net_arena);");
+    L("    net_arena = NULL;");
+    L("}");
+    L("%s", "");
+    L("/* Kaiming-normal (fan_out, ReLU) weights, BN weight 1 and bias 0, running");
+    L(" * statistics 0 and 1; the target starts as an exact copy. Normal draws come");
+    L(" * from Philox keyed by (seed, tensor) through Box-Muller. */");
+    L("int net_init_weights(uint64_t seed)");
+    L("{");
+    L("    for (int t = 0; t < NPARAMS; t++) {");
+    L("        const lwl_tensor_info *ti = &net_params_info[t];");
+    L("        float *w = PARAMS + ti->off;");
+    L("        if (!ti->fan_out) {");
+    L("            float fill = strstr(ti->name, \".bias\") ? 0.0f : 1.0f;");
+    L("            for (size_t i = 0; i < ti->numel; i++)");
+    L("                w[i] = fill;");
+    L("            continue;");
+    L("        }");
+    L("        double std = sqrt(2.0 / ti->fan_out);");
+    L("        for (size_t i = 0; i < ti->numel; i += 4) {");
+    L("            uint32_t r[4];");
+    L("            lwl_rng_block(seed, 0xFFFFFFFFu, (uint32_t)t, 0xFFFEu, 0, (uint32_t)(i / 4), r);");
+    L("            for (int k = 0; k < 4 && i + k < ti->numel; k += 2) {");
+    L("                double u1 = 1.0 - lwl_rng_u01(r[k]), u2 = lwl_rng_u01(r[k + 1]);");
+    L("                double rad = sqrt(-2.0 * log(u1));");
+    L("                w[i + k] = (float)(std * rad * cos(6.283185307179586 * u2));");
+    L("                if (i + k + 1 < ti->numel)");
+    L("                    w[i + k + 1] = (float)(std * rad * sin(6.283185307179586 * u2));");
+    L("            }");
+    L("        }");
+    L("    }");
+    L("    for (int t = 0; t < NBUFS; t++) {");
+    L("        const lwl_tensor_info *ti = &net_bufs_info[t];");
+    L("        float fill = strstr(ti->name, \"running_var\") ? 1.0f : 0.0f;");
+    L("        for (size_t i = 0; i < ti->numel * GROUPS; i++)");
+    L("            BUFS[ti->off + i] = fill;");
+    L("    }");
+    L("    memcpy(TARGET, PARAMS, sizeof(float) * TARGET_PARAM_FLOATS);");
+    L("    memcpy(TBUFS, BUFS, sizeof(float) * TARGET_BUF_FLOATS);");
+    L("    memset(MOMENTUM, 0, sizeof(float) * PARAM_FLOATS);");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+
+    emit_backbone_fwd(e, p, 1);
+    emit_backbone_fwd(e, p, 0);
+    emit_backbone_bwd(e, p);
+    emit_head(e, p);
+    emit_loss(e, p);
+    emit_optimizer(e, p);
+
+    int eman = s->model.target == TARGET_EMAN;
+    L("/* One pre-training step on the two views (BATCH, 3, SIZE, SIZE) each:");
+    L(" * target forward, online forward, the symmetric loss, backward, the");
+    L(" * optimiser at lr, then the target's average with momentum ema. */");
+    L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
+    L("             double *loss)");
+    L("{");
+    L("    const float *views[2] = { view1, view2 };");
+    L("    size_t image = sizeof(float) * %zuu;", act_n(p, 0));
+    L("    memset(GRADS, 0, sizeof(float) * PARAM_FLOATS);");
+    L("%s", "");
+    L("    /* target: no gradient */");
+    L("    for (int v = 0; v < 2; v++) {");
+    L("        memcpy(TACT, views[v], image);");
+    if (eman)
+        L("        CK(backbone_eval(TARGET, TBUFS, TACT, GROUPS, pools[2]));");
+    else
+        L("        CK(backbone_train(TARGET, TBUFS, TACT, TSTATS, pools[2]));");
+    L("        CK(head_target(v, TACT));");
+    L("    }");
+    L("%s", "");
+    L("    /* online */");
+    L("    for (int v = 0; v < 2; v++) {");
+    L("        float *a = v ? ACT2 : ACT1;");
+    L("        memcpy(a, views[v], image);");
+    L("        CK(backbone_train(PARAMS, BUFS, a, v ? STATS2 : STATS1, pools[v]));");
+    L("        CK(head_online(v, a));");
+    L("    }");
+    L("%s", "");
+    L("    /* the loss over both view orders, and d(predictions) */");
+    L("    memset(H1_DQG, 0, sizeof(float) * BATCH * DIM);");
+    L("    memset(H2_DQG, 0, sizeof(float) * BATCH * DIM);");
+    if (p->lewel) {
+        L("    memset(H1_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);");
+        L("    memset(H2_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);");
+    }
+    L("    *loss = pair_loss(0, 1) + pair_loss(1, 0);");
+    L("    if (!isfinite(*loss))");
+    L("        return 1;");
+    L("%s", "");
+    L("    /* backward */");
+    L("    for (int v = 0; v < 2; v++) {");
+    L("        const float *a = v ? ACT2 : ACT1;");
+    L("        CK(head_bwd(v, a));");
+    L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));");
+    L("    }");
+    L("%s", "");
+    L("    optimizer_step(lr, first);");
+    L("    ema_step(ema);");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("/* Pooled layer4 features (BATCH, CHANNELS) of x (BATCH, 3, SIZE, SIZE): the");
+    L(" * online backbone in eval mode with group 0's running statistics. */");
+    L("int net_features(const float *x, float *feat)");
+    L("{");
+    L("    memcpy(TACT, x, sizeof(float) * %zuu);", act_n(p, 0));
+    L("    CK(backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]));");
+    L("    const float *f = %s;", act(p, "TACT", p->feat));
+    L("    for (int i = 0; i < BATCH * CHANNELS; i++) {");
+    L("        double s = 0;");
+    L("        for (int j = 0; j < POSITIONS; j++)");
+    L("            s += f[(size_t)i * POSITIONS + j];");
+    L("        feat[i] = (float)(s / POSITIONS);");
+    L("    }");
+    L("    return 0;");
+    L("}");
+    return e->failed ? -1 : 0;
+}

@@ -1,0 +1,215 @@
+/* Emits views.c: one augmentation routine per view, specialised to the
+ * spec. A transform with p 0 has no code, p 1 draws no coin, every parameter
+ * is a literal. The runtime's loader calls region() then make() per sample. */
+#include <string.h>
+
+#include "emit.h"
+
+#define L(...) emit_line(e, __VA_ARGS__)
+
+/* The view's resized_crop, or NULL; lowering made sure it is the first op. */
+static const lwl_op *view_crop(const lwl_view *v)
+{
+    for (int i = 0; i < v->nops; i++)
+        if (v->ops[i].kind == OP_RESIZED_CROP && v->ops[i].p > 0)
+            return &v->ops[i];
+    return NULL;
+}
+
+static void emit_region(emitter *e, const lwl_plan *p, int vi)
+{
+    const lwl_view *v = &p->spec->augment.view[vi];
+    const lwl_op *crop = view_crop(v);
+    int shortside = p->size * 8 / 7;
+    L("/* The source box view %d reads for one sample. */", vi + 1);
+    L("static lwl_box view%d_region(int w, int h, uint64_t seed, uint32_t epoch, "
+      "uint32_t index)", vi + 1);
+    L("{");
+    if (!crop) {
+        L("    (void)seed;");
+        L("    (void)epoch;");
+        L("    (void)index;");
+        L("    /* no resized_crop: Resize(%d) + CenterCrop(%d), as at evaluation */", shortside,
+          p->size);
+        L("    return lwl_resize_center_crop_box(w, h, %d, SIZE);", shortside);
+        L("}");
+        L("%s", "");
+        return;
+    }
+    L("    /* resized_crop p %g scale [%g, %g] ratio [%.17g, %.17g] (%s) */", crop->p,
+      crop->scale[0], crop->scale[1], crop->ratio[0], crop->ratio[1], emit_where(&crop->loc));
+    L("    static const double scale[2] = { %.17g, %.17g }, ratio[2] = { %.17g, %.17g };",
+      crop->scale[0], crop->scale[1], crop->ratio[0], crop->ratio[1]);
+    L("    lwl_rng_key k = { seed, epoch, index, %d, 0 };", vi + 1);
+    if (crop->p < 1) {
+        L("    uint32_t coin[4];");
+        L("    lwl_rng_block(seed, epoch, index, %d, 0, 10, coin);", vi + 1);
+        L("    if (lwl_rng_u01(coin[0]) >= %.17g)", crop->p);
+        L("        return lwl_resize_center_crop_box(w, h, %d, SIZE);", shortside);
+    }
+    L("    int fallback;");
+    L("    return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);");
+    L("}");
+    L("%s", "");
+}
+
+/* `if (coin)` for a transform of probability p at slot `slot`, or nothing for p 1. */
+static int open_coin(emitter *e, const lwl_op *op, int slot, int vi)
+{
+    if (op->p >= 1)
+        return 0;
+    L("    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, %d, %d }, %.17g)) {", vi + 1,
+      slot, op->p);
+    return 1;
+}
+
+static void emit_make(emitter *e, const lwl_plan *p, int vi)
+{
+    const lwl_view *v = &p->spec->augment.view[vi];
+    const lwl_op *crop = view_crop(v);
+    int shortside = p->size * 8 / 7;
+    L("/* View %d (%s): ", vi + 1, emit_where(&v->loc));
+    for (int i = 0; i < v->nops; i++)
+        L(" *   %s p %g", lwl_op_names[v->ops[i].kind], v->ops[i].p);
+    L(" * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */");
+    L("static int view%d_make(const lwl_src *src, uint64_t seed, uint32_t epoch, "
+      "uint32_t index,", vi + 1);
+    L("                      uint8_t *out, lwl_strbuf *rec)");
+    L("{");
+    L("    lwl_image im = { SIZE, SIZE, out };");
+    L("    int first = 1;");
+    L("%s", "");
+    L("    if (rec)");
+    L("        lwl_strbuf_printf(rec, \"[\");");
+    if (crop) {
+        L("    lwl_box box = view%d_region(src->full_w, src->full_h, seed, epoch, index);",
+          vi + 1);
+        if (crop->p < 1) {
+            L("    uint32_t coin[4];");
+            L("    lwl_rng_block(seed, epoch, index, %d, 0, 10, coin);", vi + 1);
+            L("    if (lwl_rng_u01(coin[0]) >= %.17g) {", crop->p);
+            L("        if (lwl_src_resize_center_crop(src, %d, SIZE, out))", shortside);
+            L("            return -1;");
+            L("        if (rec)");
+            L("            lwl_strbuf_printf(rec, \"{\\\"op\\\": \\\"resize_center_crop\\\"}\");");
+            L("    } else {");
+            L("        if (lwl_src_resized_crop(src, box, SIZE, out))");
+            L("            return -1;");
+            L("        if (rec)");
+            L("            lwl_rec_resized_crop(rec, 1, box);");
+            L("    }");
+        } else {
+            L("    if (lwl_src_resized_crop(src, box, SIZE, out))");
+            L("        return -1;");
+            L("    if (rec)");
+            L("        lwl_rec_resized_crop(rec, 1, box);");
+        }
+    } else {
+        L("    (void)seed;");
+        L("    (void)epoch;");
+        L("    (void)index;");
+        L("    if (lwl_src_resize_center_crop(src, %d, SIZE, out))", shortside);
+        L("        return -1;");
+        L("    if (rec)");
+        L("        lwl_strbuf_printf(rec, \"{\\\"op\\\": \\\"resize_center_crop\\\"}\");");
+    }
+    L("    first = 0;");
+
+    for (int i = 0; i < v->nops; i++) {
+        const lwl_op *op = &v->ops[i];
+        if (op->kind == OP_RESIZED_CROP)
+            continue;
+        L("%s", "");
+        if (op->p <= 0) {
+            L("    /* %s p 0 (%s): no code */", lwl_op_names[op->kind], emit_where(&op->loc));
+            continue;
+        }
+        L("    /* %s p %g (%s) */", lwl_op_names[op->kind], op->p, emit_where(&op->loc));
+        int open = open_coin(e, op, i, vi);
+        const char *in = open ? "    " : "";
+        switch (op->kind) {
+        case OP_HORIZONTAL_FLIP:
+            L("%s    lwl_hflip(&im);", in);
+            L("%s    if (rec)", in);
+            L("%s        lwl_strbuf_printf(rec, \", {\\\"op\\\": \\\"horizontal_flip\\\"}\");", in);
+            break;
+        case OP_COLOR_JITTER:
+            L("%s    lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, %d, %d },",
+              in, vi + 1, i);
+            L("%s                                     %.17g, %.17g, %.17g, %.17g);", in,
+              op->brightness, op->contrast, op->saturation, op->hue);
+            L("%s    lwl_jitter_apply(&im, &j);", in);
+            L("%s    if (rec)", in);
+            L("%s        lwl_rec_jitter(rec, 0, &j);", in);
+            break;
+        case OP_GRAYSCALE:
+            L("%s    lwl_grayscale(&im);", in);
+            L("%s    if (rec)", in);
+            L("%s        lwl_strbuf_printf(rec, \", {\\\"op\\\": \\\"grayscale\\\"}\");", in);
+            break;
+        case OP_GAUSSIAN_BLUR:
+            L("%s    double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, %d, %d }, "
+              "%.17g, %.17g);", in, vi + 1, i, op->sigma[0], op->sigma[1]);
+            L("%s    if (lwl_gaussian_blur(&im, sigma))", in);
+            L("%s        return -1;", in);
+            L("%s    if (rec)", in);
+            L("%s        lwl_strbuf_printf(rec, \", {\\\"op\\\": \\\"gaussian_blur\\\", "
+              "\\\"sigma\\\": %%.17g}\", sigma);", in);
+            break;
+        case OP_SOLARIZE:
+            L("%s    lwl_solarize_image(&im, %d);", in, (int)op->threshold);
+            L("%s    if (rec)", in);
+            L("%s        lwl_strbuf_printf(rec, \", {\\\"op\\\": \\\"solarize\\\", "
+              "\\\"threshold\\\": %d}\");", in, (int)op->threshold);
+            break;
+        default:
+            break;
+        }
+        if (open)
+            L("    }");
+    }
+    L("    (void)first;");
+    L("    if (rec)");
+    L("        lwl_strbuf_printf(rec, \"]\");");
+    L("    return rec && rec->oom ? -1 : 0;");
+    L("}");
+    L("%s", "");
+}
+
+int emit_views_c(const lwl_plan *p, FILE *f)
+{
+    emitter ev = { f, p, 0 }, *e = &ev;
+    const lwl_spec *s = p->spec;
+    L("/* The two views of experiment '%s', each one routine with the spec's", p->name);
+    L(" * transforms in order and their values as literals (semantics pil: uint8");
+    L(" * after every colour op, exactly torchvision on PIL). Generated by lwlc. */");
+    L("#include <stdint.h>");
+    L("%s", "");
+    L("#include \"lwl_augment.h\"");
+    L("#include \"lwl_loader.h\"");
+    L("#include \"lwl_philox.h\"");
+    L("#include \"plan.h\"");
+    L("%s", "");
+    for (int v = 0; v < 2; v++) {
+        emit_region(e, p, v);
+        emit_make(e, p, v);
+    }
+    L("/* ToTensor + Normalize with mean [%g, %g, %g] and std [%g, %g, %g]. */",
+      s->augment.mean[0], s->augment.mean[1], s->augment.mean[2], s->augment.std[0],
+      s->augment.std[1], s->augment.std[2]);
+    L("static void views_normalize(const uint8_t *u8, float *chw)");
+    L("{");
+    L("    static const float mean[3] = { %.9gf, %.9gf, %.9gf };", s->augment.mean[0],
+      s->augment.mean[1], s->augment.mean[2]);
+    L("    static const float std[3] = { %.9gf, %.9gf, %.9gf };", s->augment.std[0],
+      s->augment.std[1], s->augment.std[2]);
+    L("    lwl_normalize_u8(u8, (size_t)SIZE * SIZE, mean, std, chw);");
+    L("}");
+    L("%s", "");
+    L("const lwl_pipeline views_pipeline = {");
+    L("    SIZE, 2,");
+    L("    { { view1_region, view1_make }, { view2_region, view2_make } },");
+    L("    views_normalize,");
+    L("};");
+    return e->failed ? -1 : 0;
+}

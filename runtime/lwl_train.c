@@ -1,0 +1,818 @@
+/* The driver of a generated program (see lwl_train.h): phases in order,
+ * the pre-training loop (schedules, step line, metrics.jsonl, NaN guard),
+ * checkpoints through a temporary file and exact resume, features, the
+ * step dump for checking against other implementations, and the bench. */
+#include "lwl_train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lwl_dataset.h"
+#include "lwl_phase.h"
+#include "lwl_safetensors.h"
+
+#define PI 3.14159265358979323846
+
+typedef struct opts {
+    const char *data, *out, *device;
+    int epochs, seed, threads, resume, quiet;
+    long steps;                 /* stop at this global step; 0: never */
+    const char **phases;
+    int nphases;
+    int views_n;
+    const char *features_split;
+} opts;
+
+typedef struct run {
+    const lwl_program *p;
+    opts o;
+    char *root;                 /* the data root to read */
+    char *classes;              /* the class list to read, or NULL */
+    lwl_dataset ds;
+    int ds_open;
+    lwl_state st;
+    FILE *metrics;
+} run;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void say(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const run *r, const char *fmt, ...)
+{
+    if (r->o.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return -1;
+}
+
+static char *join(const char *dir, const char *path)
+{
+    char *s;
+    if (path[0] == '/' || !dir || !*dir)
+        s = strdup(path);
+    else if (asprintf(&s, "%s/%s", dir, path) < 0)
+        s = NULL;
+    return s;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return -1;
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                free(p);
+                return -1;
+            }
+            *s = '/';
+        }
+    int rc = mkdir(p, 0777) != 0 && errno != EEXIST ? -1 : 0;
+    free(p);
+    return rc;
+}
+
+/* ---- schedules */
+
+double lwl_lr_at(const lwl_program *p, long t, long spe)
+{
+    long warm = (long)p->warmup * spe, total = (long)p->epochs * spe;
+    if (t < warm)
+        return p->lr * (double)(t + 1) / (double)warm;
+    if (total <= warm)
+        return p->lr;
+    if (p->cosine_per_step)
+        return p->lr * 0.5 * (1 + cos(PI * (double)(t - warm) / (double)(total - warm)));
+    long e = t / spe;
+    return p->lr * 0.5 * (1 + cos(PI * (double)(e - p->warmup) / (double)(p->epochs - p->warmup)));
+}
+
+double lwl_ema_at(const lwl_program *p, long t, long total)
+{
+    return 1 - (1 - p->ema) * (cos(PI * (double)t / (double)total) + 1) / 2;
+}
+
+/* ---- command line */
+
+static const char usage[] =
+    "usage: %s [--data DIR] [--out DIR] [--device auto|cpu|cuda] [--epochs N] [--steps N]\n"
+    "          [--seed N] [--threads N] [--resume] [--quiet] [PHASE ...]\n"
+    "phases: scan, views N, pretrain, features [SPLIT], dump, bench (default: pretrain)\n";
+
+static int parse(const lwl_program *p, int argc, char **argv, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = p->epochs;
+    o->seed = p->seed;
+    o->device = "auto";
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = nproc > 0 ? (int)nproc : 1;
+    o->phases = calloc((size_t)argc + 1, sizeof *o->phases);
+    if (!o->phases)
+        return fail("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--data") == 0 || strcmp(a, "--out") == 0 ||
+                    strcmp(a, "--device") == 0 || strcmp(a, "--epochs") == 0 ||
+                    strcmp(a, "--steps") == 0 || strcmp(a, "--seed") == 0 ||
+                    strcmp(a, "--threads") == 0 || strcmp(a, "--repeat") == 0;
+        if (takes && !v)
+            return fail("%s needs a value", a);
+        if (takes)
+            i++;
+        char *end = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf(usage, argv[0]);
+            exit(0);
+        } else if (strcmp(a, "--data") == 0) {
+            o->data = v;
+        } else if (strcmp(a, "--out") == 0) {
+            o->out = v;
+        } else if (strcmp(a, "--device") == 0) {
+            o->device = v;
+        } else if (strcmp(a, "--resume") == 0) {
+            o->resume = 1;
+        } else if (strcmp(a, "--quiet") == 0) {
+            o->quiet = 1;
+        } else if (takes) {
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 0 || n > 1000000000L)
+                return fail("%s expects a non-negative integer, got '%s'", a, v);
+            if (strcmp(a, "--epochs") == 0)
+                o->epochs = (int)n;
+            else if (strcmp(a, "--steps") == 0)
+                o->steps = n;
+            else if (strcmp(a, "--seed") == 0)
+                o->seed = (int)n;
+            else if (strcmp(a, "--threads") == 0)
+                o->threads = n > 0 ? (int)n : 1;
+            else
+                return fail("--repeat: repeated runs are not built yet");
+        } else if (strcmp(a, "views") == 0) {
+            if (!v || (o->views_n = (int)strtol(v, &end, 10)) <= 0 || *end)
+                return fail("views needs a positive count: views 8");
+            o->phases[o->nphases++] = a;
+            i++;
+        } else if (strcmp(a, "features") == 0) {
+            o->phases[o->nphases++] = a;
+            if (v && (!strcmp(v, "train") || !strcmp(v, "val") || !strcmp(v, "test"))) {
+                o->features_split = v;
+                i++;
+            }
+        } else if (!strcmp(a, "scan") || !strcmp(a, "pretrain") || !strcmp(a, "dump") ||
+                   !strcmp(a, "bench")) {
+            o->phases[o->nphases++] = a;
+        } else if (!strcmp(a, "knn") || !strcmp(a, "linear") || !strcmp(a, "gradcam") ||
+                   !strcmp(a, "report")) {
+            return fail("phase '%s' is not built yet", a);
+        } else {
+            fprintf(stderr, usage, argv[0]);
+            return fail("unknown argument '%s'", a);
+        }
+    }
+    if (strcmp(o->device, "cuda") == 0)
+        return fail("--device cuda: this program was built for the CPU only");
+    if (strcmp(o->device, "auto") && strcmp(o->device, "cpu"))
+        return fail("--device must be auto, cpu or cuda, got '%s'", o->device);
+    if (o->epochs < 1)
+        return fail("--epochs must be at least 1");
+    if (o->nphases == 0)
+        o->phases[o->nphases++] = "pretrain";
+    return 0;
+}
+
+/* ---- data */
+
+static int open_data(run *r)
+{
+    if (r->ds_open)
+        return 0;
+    const lwl_program *p = r->p;
+    lwl_data_cfg cfg = { r->root, r->classes, p->split_folders,
+                         { p->share[0], p->share[1], p->share[2] }, (uint64_t)p->split_seed };
+    char *err = NULL;
+    if (lwl_dataset_open(&cfg, &r->ds, &err) != 0) {
+        fail("data: %s", err ? err : "cannot open");
+        free(err);
+        return -1;
+    }
+    r->ds_open = 1;
+    say(r, "data: %s: %d classes, train %zu, val %zu, test %zu images\n", r->root,
+        r->ds.nclasses, r->ds.n[LWL_TRAIN], r->ds.n[LWL_VAL], r->ds.n[LWL_TEST]);
+    if (r->ds.n[LWL_TRAIN] < (size_t)p->batch)
+        return fail("data: the train split has %zu images, fewer than one batch of %d",
+                    r->ds.n[LWL_TRAIN], p->batch);
+    return 0;
+}
+
+static void report_bad(void *arg, const char *path, const char *reason, int fatal)
+{
+    (void)arg;
+    fprintf(stderr, "warning: %s: %s%s\n", path, reason, fatal ? " (skipped)" : "");
+}
+
+static lwl_loader *open_loader(run *r, const lwl_pipeline *pipe, int part, int shuffle,
+                               int keep_last)
+{
+    lwl_loader_cfg c;
+    memset(&c, 0, sizeof c);
+    c.pipe = pipe;
+    c.items = r->ds.part[part];
+    c.n = r->ds.n[part];
+    c.batch = r->p->batch;
+    c.world = 1;
+    c.shuffle = shuffle;
+    c.keep_last = keep_last;
+    c.seed = (uint64_t)r->o.seed;
+    c.threads = r->o.threads;
+    c.report = report_bad;
+    char *err = NULL;
+    lwl_loader *ld = lwl_loader_open(&c, &err);
+    if (!ld) {
+        fail("loader: %s", err ? err : "cannot start");
+        free(err);
+    }
+    return ld;
+}
+
+/* ---- checkpoints */
+
+static int add_named(lwl_st_writer *w, const char *prefix, const lwl_tensor_info *t, int n,
+                     const float *base, char ***names, int *nnames)
+{
+    for (int i = 0; i < n; i++) {
+        char *name;
+        if (asprintf(&name, "%s%s", prefix, t[i].name) < 0)
+            return -1;
+        *names = realloc(*names, (size_t)(*nnames + 1) * sizeof **names);
+        (*names)[(*nnames)++] = name;
+        int64_t shape[4];
+        for (int k = 0; k < t[i].ndim; k++)
+            shape[k] = t[i].shape[k];
+        if (lwl_st_add(w, name, LWL_ST_F32, t[i].ndim, shape, base + t[i].off))
+            return -1;
+    }
+    return 0;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* backbone.safetensors: the online backbone under torchvision's names, group 0's
+ * running statistics and num_batches_tracked, so that resnet().load_state_dict(...,
+ * strict=False) misses only fc. */
+static int write_backbone(run *r, const char *path, long step)
+{
+    const lwl_program *p = r->p;
+    lwl_st_writer *w = lwl_st_writer_new();
+    char **names = NULL;
+    int nn = 0, rc = -1, nb = 0;
+    static int64_t tracked;
+    tracked = 2 * step;         /* each step runs two views through every BN */
+    if (!w)
+        return -1;
+    for (int i = 0; i < p->nparams; i++) {
+        if (strncmp(p->params[i].name, "layer", 5) && strncmp(p->params[i].name, "conv1", 5) &&
+            strncmp(p->params[i].name, "bn1", 3))
+            continue;
+        if (add_named(w, "", &p->params[i], 1, r->st.params, &names, &nn))
+            goto out;
+    }
+    for (int i = 0; i < p->nbufs; i++) {
+        const char *n = p->bufs[i].name;
+        if (strncmp(n, "layer", 5) && strncmp(n, "bn1", 3))
+            continue;
+        if (add_named(w, "", &p->bufs[i], 1, r->st.bufs, &names, &nn))
+            goto out;
+        if (strstr(n, "running_var")) {
+            char *t;
+            if (asprintf(&t, "%.*snum_batches_tracked", (int)(strlen(n) - 11), n) < 0)
+                goto out;
+            names = realloc(names, (size_t)(nn + 1) * sizeof *names);
+            names[nn++] = t;
+            if (lwl_st_add(w, t, LWL_ST_I64, 0, NULL, &tracked))
+                goto out;
+            nb++;
+        }
+    }
+    lwl_st_add_meta(w, "format", "pt");
+    lwl_st_add_meta(w, "experiment", p->name);
+    rc = lwl_st_write(w, path);
+out:
+    if (rc)
+        fail("%s: %s", path, lwl_st_error());
+    lwl_st_writer_free(w);
+    free_names(names, nn);
+    (void)nb;
+    return rc;
+}
+
+/* checkpoint.safetensors: every array of the state, as it is, for an exact resume. */
+static int write_checkpoint(run *r, const char *path, long step)
+{
+    const lwl_program *p = r->p;
+    lwl_st_writer *w = lwl_st_writer_new();
+    if (!w)
+        return fail("out of memory");
+    int64_t np = (int64_t)p->param_floats, nb = (int64_t)p->buf_floats;
+    int64_t ntp = (int64_t)p->target_param_floats, ntb = (int64_t)p->target_buf_floats;
+    char sstep[32], sseed[32];
+    snprintf(sstep, sizeof sstep, "%ld", step);
+    snprintf(sseed, sizeof sseed, "%d", r->o.seed);
+    int rc = lwl_st_add(w, "state.params", LWL_ST_F32, 1, &np, r->st.params) ||
+             lwl_st_add(w, "state.momentum", LWL_ST_F32, 1, &np, r->st.momentum) ||
+             lwl_st_add(w, "state.bufs", LWL_ST_F32, 1, &nb, r->st.bufs) ||
+             lwl_st_add(w, "state.target", LWL_ST_F32, 1, &ntp, r->st.target) ||
+             lwl_st_add(w, "state.tbufs", LWL_ST_F32, 1, &ntb, r->st.tbufs) ||
+             lwl_st_add_meta(w, "step", sstep) || lwl_st_add_meta(w, "seed", sseed) ||
+             lwl_st_add_meta(w, "experiment", p->name) || lwl_st_add_meta(w, "spec", p->spec) ||
+             lwl_st_write(w, path);
+    if (rc)
+        fail("%s: %s", path, lwl_st_error());
+    lwl_st_writer_free(w);
+    return rc ? -1 : 0;
+}
+
+static int copy_tensor(const lwl_st_file *f, const char *name, float *dst, size_t n)
+{
+    int64_t shape = (int64_t)n;
+    const lwl_st_tensor *t = lwl_st_expect(f, name, LWL_ST_F32, 1, &shape);
+    if (!t)
+        return fail("checkpoint: %s", lwl_st_error());
+    memcpy(dst, t->data, n * sizeof(float));
+    return 0;
+}
+
+/* Loads checkpoint.safetensors of the same experiment; *step is where it stopped. */
+static int read_checkpoint(run *r, const char *path, long *step)
+{
+    const lwl_program *p = r->p;
+    lwl_st_file *f = lwl_st_open(path);
+    if (!f)
+        return fail("--resume: %s", lwl_st_error());
+    const char *spec = lwl_st_meta(f, "spec"), *s = lwl_st_meta(f, "step");
+    const char *seed = lwl_st_meta(f, "seed");
+    int rc = -1;
+    char want[32];
+    snprintf(want, sizeof want, "%d", r->o.seed);
+    if (!spec || strcmp(spec, p->spec) != 0)
+        fail("--resume: %s was written by a different spec; refusing to mix them "
+             "(start afresh without --resume, or use another --out)", path);
+    else if (!seed || strcmp(seed, want) != 0)
+        fail("--resume: %s was trained with seed %s, not %s", path, seed ? seed : "?", want);
+    else if (!s || (*step = strtol(s, NULL, 10)) < 0)
+        fail("--resume: %s has no step", path);
+    else
+        rc = copy_tensor(f, "state.params", r->st.params, p->param_floats) ||
+             copy_tensor(f, "state.momentum", r->st.momentum, p->param_floats) ||
+             copy_tensor(f, "state.bufs", r->st.bufs, p->buf_floats) ||
+             copy_tensor(f, "state.target", r->st.target, p->target_param_floats) ||
+             copy_tensor(f, "state.tbufs", r->st.tbufs, p->target_buf_floats) ? -1 : 0;
+    lwl_st_close(f);
+    return rc;
+}
+
+/* ---- pre-training */
+
+static void progress(const run *r, long t, long total, double loss, double lr, double m,
+                     double ms, double ips, double wait, double eta_s, int epoch)
+{
+    if (r->o.quiet)
+        return;
+    int tty = isatty(STDOUT_FILENO);
+    char bar[24];
+    int fill = (int)(20.0 * (double)(t + 1) / (double)total);
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = 0;
+    printf("%sstep %ld/%ld | epoch %d | loss %.4f | lr %.5f | ema %.5f | %.0f ms | "
+           "%.1f img/s | data %.0f ms", tty ? "\r" : "", t + 1, total, epoch, loss, lr, m, ms,
+           ips, wait);
+    if (tty)
+        printf(" [%s] eta %02d:%02d:%02d ", bar, (int)(eta_s / 3600), (int)(eta_s / 60) % 60,
+               (int)eta_s % 60);
+    else
+        putchar('\n');
+    fflush(stdout);
+}
+
+static void settings(const run *r, long spe, long total, long start)
+{
+    const lwl_program *p = r->p;
+    say(r, "experiment %s\n", p->name);
+    say(r, "%s", p->summary);
+    say(r, "  %-22s %d x %ld steps = %ld, from step %ld\n", "schedule", r->o.epochs, spe, total,
+        start);
+    say(r, "  %-22s %d\n  %-22s %s\n\n", "threads", r->o.threads, "out", r->o.out);
+}
+
+static int phase_pretrain(run *r)
+{
+    const lwl_program *p = r->p;
+    if (open_data(r))
+        return -1;
+    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    if (!ld)
+        return -1;
+    long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe, t = 0;
+    char *ckpt = join(r->o.out, "checkpoint.safetensors");
+    char *bb = join(r->o.out, "backbone.safetensors");
+    char *mpath = join(r->o.out, "metrics.jsonl");
+    int rc = -1;
+
+    /* A run with a different epoch count is a different schedule: the spec check of
+     * --resume covers the spec; --epochs changes are refused the same way. */
+    lwl_program q = *p;
+    q.epochs = r->o.epochs;
+    if (p->net_init_weights((uint64_t)r->o.seed))
+        goto out;
+    if (r->o.resume) {
+        if (read_checkpoint(r, ckpt, &t))
+            goto out;
+        say(r, "resumed %s at step %ld\n", ckpt, t);
+    }
+    r->metrics = fopen(mpath, r->o.resume ? "a" : "w");
+    if (!r->metrics) {
+        fail("%s: %s", mpath, strerror(errno));
+        goto out;
+    }
+    settings(r, spe, total, t);
+    long stop = r->o.steps && r->o.steps < total ? r->o.steps : total;
+    double t0 = now_ms(), last_ckpt = now_ms();
+    long first_t = t;
+    while (t < stop) {
+        int epoch = (int)(t / spe);
+        lwl_loader_epoch(ld, (uint32_t)epoch);
+        lwl_batch b;
+        /* a resumed run skips the batches of this epoch it already did */
+        for (long k = epoch * spe; k < t; k++)
+            if (lwl_loader_next(ld, &b) != 1) {
+                fail("loader: %s", lwl_loader_error(ld));
+                goto out;
+            }
+        for (; t < stop && t < (long)(epoch + 1) * spe; t++) {
+            int got = lwl_loader_next(ld, &b);
+            if (got != 1) {
+                fail("loader: %s", got < 0 ? lwl_loader_error(ld) : "epoch ended early");
+                goto out;
+            }
+            double lr = lwl_lr_at(&q, t, spe), m = lwl_ema_at(&q, t, total), loss = 0;
+            double s0 = now_ms();
+            int st = p->net_step(b.view[0], b.view[1], (float)lr, (float)m, t == 0, &loss);
+            double ms = now_ms() - s0;
+            if (st < 0)
+                goto out;
+            if (st > 0 || !isfinite(loss)) {
+                if (!r->o.quiet)
+                    putchar('\n');
+                fail("the loss is %g at step %ld (epoch %d): training diverged; the last good "
+                     "checkpoint is %s (lower train.lr or check the data)", loss, t + 1, epoch,
+                     ckpt);
+                goto out;
+            }
+            double ips = p->batch / ((ms + b.wait_ms) / 1e3);
+            double done = (double)(t + 1 - first_t), el = (now_ms() - t0) / 1e3;
+            progress(r, t, total, loss, lr, m, ms, ips, b.wait_ms,
+                     el / done * (double)(stop - t - 1), epoch);
+            fprintf(r->metrics, "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"lr\": %.9g, "
+                    "\"ema\": %.9g, \"img_per_s\": %.2f, \"ms\": %.2f, \"data_ms\": %.2f}\n",
+                    t + 1, epoch, loss, lr, m, ips, ms, b.wait_ms);
+            fflush(r->metrics);
+            /* a checkpoint at the end of each epoch and every ten minutes */
+            if ((t + 1) % spe == 0 || now_ms() - last_ckpt > 600e3) {
+                if (write_checkpoint(r, ckpt, t + 1) || write_backbone(r, bb, t + 1))
+                    goto out;
+                last_ckpt = now_ms();
+            }
+        }
+    }
+    if (write_checkpoint(r, ckpt, t) || write_backbone(r, bb, t))
+        goto out;
+    if (!r->o.quiet && isatty(STDOUT_FILENO))
+        putchar('\n');
+    say(r, "pretrain: %ld steps done; %s, %s\n", t, ckpt, bb);
+    rc = 0;
+out:
+    if (r->metrics)
+        fclose(r->metrics);
+    r->metrics = NULL;
+    lwl_loader_close(ld);
+    free(ckpt);
+    free(bb);
+    free(mpath);
+    return rc;
+}
+
+/* The state to evaluate: the checkpoint of a finished pre-training when there
+ * is one, else the initial weights (with a note). */
+static int load_for_eval(run *r)
+{
+    if (r->p->net_init_weights((uint64_t)r->o.seed))
+        return -1;
+    char *ckpt = join(r->o.out, "checkpoint.safetensors");
+    long step = 0;
+    int rc = 0;
+    if (access(ckpt, R_OK) == 0)
+        rc = read_checkpoint(r, ckpt, &step);
+    else
+        say(r, "note: no %s; using the initial weights\n", ckpt);
+    free(ckpt);
+    return rc;
+}
+
+static int phase_features(run *r)
+{
+    const lwl_program *p = r->p;
+    const char *split = r->o.features_split ? r->o.features_split : "val";
+    int part = !strcmp(split, "train") ? LWL_TRAIN : !strcmp(split, "val") ? LWL_VAL : LWL_TEST;
+    if (open_data(r) || load_for_eval(r))
+        return -1;
+    if (r->ds.n[part] == 0)
+        return fail("features: split %s is empty", split);
+    lwl_eval_cfg ec = { p->size, { p->mean[0], p->mean[1], p->mean[2] },
+                        { p->std[0], p->std[1], p->std[2] } };
+    lwl_pipeline pipe = lwl_eval_pipeline(&ec);
+    lwl_loader *ld = open_loader(r, &pipe, part, 0, 1);
+    if (!ld)
+        return -1;
+    size_t n = r->ds.n[part];
+    float *feat = malloc(n * (size_t)p->feat_dim * sizeof(float));
+    float *tmp = malloc((size_t)p->batch * p->feat_dim * sizeof(float));
+    float *x = calloc((size_t)p->batch * 3 * p->size * p->size, sizeof(float));
+    int64_t *labels = malloc(n * sizeof(int64_t));
+    int rc = -1;
+    if (!feat || !tmp || !x || !labels) {
+        fail("out of memory");
+        goto out;
+    }
+    lwl_loader_epoch(ld, 0);
+    size_t done = 0;
+    lwl_batch b;
+    while (lwl_loader_next(ld, &b) == 1) {
+        size_t img = (size_t)3 * p->size * p->size;
+        memcpy(x, b.view[0], (size_t)b.n * img * sizeof(float));
+        if (p->net_features(x, tmp))
+            goto out;
+        for (int i = 0; i < b.n; i++) {
+            memcpy(feat + (size_t)b.index[i] * p->feat_dim, tmp + (size_t)i * p->feat_dim,
+                   (size_t)p->feat_dim * sizeof(float));
+            labels[b.index[i]] = b.label[i];
+        }
+        done += (size_t)b.n;
+    }
+    if (done != n) {
+        fail("features: %zu of %zu images", done, n);
+        goto out;
+    }
+    lwl_st_writer *w = lwl_st_writer_new();
+    int64_t fs[2] = { (int64_t)n, p->feat_dim }, ls = (int64_t)n;
+    lwl_strbuf files = { 0 };
+    lwl_strbuf_printf(&files, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            lwl_strbuf_printf(&files, ", ");
+        lwl_json_str(&files, lwl_rel_path(r->root, r->ds.part[part][i].path));
+    }
+    lwl_strbuf_printf(&files, "]");
+    char *path, name[64];
+    snprintf(name, sizeof name, "features_%s.safetensors", split);
+    path = join(r->o.out, name);
+    if (!w || files.oom || lwl_st_add(w, "features", LWL_ST_F32, 2, fs, feat) ||
+        lwl_st_add(w, "labels", LWL_ST_I64, 1, &ls, labels) ||
+        lwl_st_add_meta(w, "files", files.s) || lwl_st_write(w, path))
+        fail("%s: %s", path, lwl_st_error());
+    else {
+        say(r, "features: %zu x %d of %s into %s\n", n, p->feat_dim, split, path);
+        rc = 0;
+    }
+    lwl_st_writer_free(w);
+    lwl_strbuf_free(&files);
+    free(path);
+out:
+    lwl_loader_close(ld);
+    free(feat);
+    free(tmp);
+    free(x);
+    free(labels);
+    return rc;
+}
+
+/* One step on the first batch from the initial weights, with everything around it. */
+static int phase_dump(run *r)
+{
+    const lwl_program *p = r->p;
+    if (open_data(r) || p->net_init_weights((uint64_t)r->o.seed))
+        return -1;
+    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    if (!ld)
+        return -1;
+    long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe;
+    lwl_batch b;
+    int rc = -1;
+    float *before = malloc(p->param_floats * sizeof(float));
+    float *bbefore = malloc(p->buf_floats * sizeof(float));
+    lwl_st_writer *w = lwl_st_writer_new();
+    char **names = NULL;
+    int nn = 0;
+    if (!before || !bbefore || !w || lwl_loader_next(ld, &b) != 1) {
+        fail("dump: %s", lwl_loader_error(ld));
+        goto out;
+    }
+    memcpy(before, r->st.params, p->param_floats * sizeof(float));
+    memcpy(bbefore, r->st.bufs, p->buf_floats * sizeof(float));
+    double lr = lwl_lr_at(p, 0, spe), m = lwl_ema_at(p, 0, total), loss = 0;
+    if (p->net_step(b.view[0], b.view[1], (float)lr, (float)m, 1, &loss) != 0) {
+        fail("dump: the step failed");
+        goto out;
+    }
+    static float floss;
+    floss = (float)loss;
+    int64_t vs[4] = { p->batch, 3, p->size, p->size }, one = 1;
+    char *cfg;
+    if (asprintf(&cfg, "{%s, \"lr\": %.17g, \"ema\": %.17g}", p->dump_config, lr, m) < 0)
+        goto out;
+    int bad = lwl_st_add(w, "view1", LWL_ST_F32, 4, vs, b.view[0]) ||
+              lwl_st_add(w, "view2", LWL_ST_F32, 4, vs, b.view[1]) ||
+              lwl_st_add(w, "loss", LWL_ST_F32, 1, &one, &floss) ||
+              add_named(w, "", p->params, p->nparams, before, &names, &nn) ||
+              add_named(w, "", p->bufs, p->nbufs, bbefore, &names, &nn) ||
+              add_named(w, "grad.", p->params, p->nparams, r->st.grads, &names, &nn) ||
+              add_named(w, "after.", p->params, p->nparams, r->st.params, &names, &nn) ||
+              add_named(w, "after.", p->bufs, p->nbufs, r->st.bufs, &names, &nn) ||
+              add_named(w, "target.", p->params, p->target_nparams, r->st.target, &names,
+                        &nn) ||
+              add_named(w, "target.", p->bufs, p->target_nbufs, r->st.tbufs, &names, &nn) ||
+              lwl_st_add_meta(w, "config", cfg) || lwl_st_add_meta(w, "experiment", p->name);
+    char *path = join(r->o.out, "step_dump.safetensors");
+    if (bad || lwl_st_write(w, path))
+        fail("%s: %s", path, lwl_st_error());
+    else {
+        say(r, "dump: step 1 on the first batch, loss %.6f, into %s\n", loss, path);
+        rc = 0;
+    }
+    free(path);
+    free(cfg);
+out:
+    lwl_st_writer_free(w);
+    free_names(names, nn);
+    free(before);
+    free(bbefore);
+    lwl_loader_close(ld);
+    return rc;
+}
+
+static int phase_bench(run *r)
+{
+    const lwl_program *p = r->p;
+    if (open_data(r) || p->net_init_weights((uint64_t)r->o.seed))
+        return -1;
+    lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
+                         (uint64_t)r->o.seed };
+    double data_ips = 0;
+    char *err = NULL;
+    if (lwl_phase_bench_data(&pc, p->views, 4 * p->batch, &data_ips, &err)) {
+        fail("bench: %s", err ? err : "data");
+        free(err);
+        return -1;
+    }
+    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    if (!ld)
+        return -1;
+    lwl_loader_epoch(ld, 0);
+    lwl_batch b;
+    if (lwl_loader_next(ld, &b) != 1) {
+        lwl_loader_close(ld);
+        return fail("bench: no batch");
+    }
+    int steps = 5;
+    double loss, best = 1e30, sum = 0;
+    for (int i = 0; i <= steps; i++) {
+        double t0 = now_ms();
+        if (p->net_step(b.view[0], b.view[1], 1e-3f, 0.99f, i == 0, &loss) < 0) {
+            lwl_loader_close(ld);
+            return -1;
+        }
+        double ms = now_ms() - t0;
+        if (i > 0) {
+            sum += ms;
+            best = ms < best ? ms : best;
+        }
+    }
+    lwl_loader_close(ld);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mean = sum / steps, rss = ru.ru_maxrss / 1024.0;
+    char step[256];
+    snprintf(step, sizeof step, "{\"batch\": %d, \"threads\": %d, \"ms\": %.2f, "
+             "\"best_ms\": %.2f, \"img_per_s\": %.2f, \"peak_rss_mib\": %.1f}", p->batch,
+             r->o.threads, mean, best, p->batch / (mean / 1e3), rss);
+    printf("bench: data %.1f img/s (%d threads); step %.1f ms (best %.1f), %.1f img/s at "
+           "batch %d; peak memory %.0f MiB\n", data_ips, r->o.threads, mean, best,
+           p->batch / (mean / 1e3), p->batch, rss);
+    if (lwl_bench_json_write(r->o.out, r->o.threads, data_ips, step, &err)) {
+        fail("bench: %s", err ? err : "bench.json");
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int phase_data(run *r, const char *name)
+{
+    if (open_data(r))
+        return -1;
+    lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
+                         (uint64_t)r->o.seed };
+    char *err = NULL;
+    int rc = !strcmp(name, "scan") ? lwl_phase_scan(&pc, &err)
+             : lwl_phase_views(&pc, r->p->views, r->o.views_n, &err);
+    if (rc) {
+        fail("%s: %s", name, err ? err : "failed");
+        free(err);
+    }
+    return rc;
+}
+
+int lwl_main(const lwl_program *p, int argc, char **argv)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.p = p;
+    if (parse(p, argc, argv, &r.o))
+        return 2;
+    char *defout = NULL;
+    if (!r.o.out && asprintf(&defout, "runs/%s", p->name) < 0)
+        return 1;
+    if (!r.o.out)
+        r.o.out = defout;
+    r.root = r.o.data ? strdup(r.o.data) : join(p->spec_dir, p->root);
+    r.classes = p->classes ? join(p->spec_dir, p->classes) : NULL;
+    int rc = 0;
+    if (mkdir_p(r.o.out) != 0) {
+        fail("cannot make %s: %s", r.o.out, strerror(errno));
+        rc = 1;
+    } else if (p->net_init(r.o.threads) != 0) {
+        fail("cannot set up the network");
+        rc = 1;
+    }
+    if (rc == 0)
+        r.st = p->net_state();
+    for (int i = 0; rc == 0 && i < r.o.nphases; i++) {
+        const char *ph = r.o.phases[i];
+        int e;
+        if (!strcmp(ph, "pretrain"))
+            e = phase_pretrain(&r);
+        else if (!strcmp(ph, "features"))
+            e = phase_features(&r);
+        else if (!strcmp(ph, "dump"))
+            e = phase_dump(&r);
+        else if (!strcmp(ph, "bench"))
+            e = phase_bench(&r);
+        else
+            e = phase_data(&r, ph);
+        if (e)
+            rc = 1;
+    }
+    if (r.ds_open)
+        lwl_dataset_free(&r.ds);
+    p->net_free();
+    free(r.root);
+    free(r.classes);
+    free(defout);
+    free(r.o.phases);
+    return rc;
+}

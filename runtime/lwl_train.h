@@ -1,0 +1,81 @@
+/* The driver of a generated program: command line, phases, the pre-training
+ * loop with its schedules, logging, checkpoints and resume, features, the
+ * step dump and the bench. The generated main.c describes the experiment in
+ * an lwl_program (constants and the functions of its net.c and views.c) and
+ * calls lwl_main; nothing here reads a spec. */
+#ifndef LWL_TRAIN_H
+#define LWL_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lwl_loader.h"
+
+/* A tensor of a flat state array, under its torchvision / LEWEL name. */
+typedef struct lwl_tensor_info {
+    const char *name;
+    size_t off, numel;      /* floats; for BN buffers the (groups, c) block starts at off */
+    int ndim;
+    int shape[4];
+    int decay;              /* weight decay and LARS adaptation apply (not 1-D) */
+    int fan_out;            /* kaiming-normal fan_out; 0 for BN tensors */
+} lwl_tensor_info;
+
+/* The state arrays of the network, valid after net_init. */
+typedef struct lwl_state {
+    float *params, *grads, *momentum, *target, *bufs, *tbufs;
+} lwl_state;
+
+typedef struct lwl_program {
+    const char *name;
+    const char *spec;           /* the resolved spec (lwlc --print): kept in checkpoints */
+    const char *spec_dir;       /* directory the spec's relative paths start from */
+
+    /* data */
+    const char *root;           /* relative to spec_dir unless absolute */
+    const char *classes;        /* class list file relative to spec_dir, or NULL */
+    int split_folders;
+    double share[3];            /* train, val, test as fractions */
+    int split_seed;
+    float mean[3], std[3];      /* Normalize of the evaluation views */
+
+    /* pre-training */
+    int epochs, batch, gpus, groups, size;
+    int warmup;                 /* epochs of per-step linear warm-up */
+    int cosine_per_step;        /* schedule cosine_step */
+    double lr, ema;             /* base lr, start momentum of the target */
+    int seed;
+    const char *summary;        /* settings lines for the table printed at start */
+    const lwl_pipeline *views;  /* the spec's two views */
+
+    /* evaluation splits (0 train, 1 val, 2 test) and shares in percent */
+    int knn_every;
+
+    /* the network of net.c */
+    int feat_dim;
+    const lwl_tensor_info *params;
+    int nparams, target_nparams;
+    const lwl_tensor_info *bufs;
+    int nbufs, target_nbufs;
+    size_t param_floats, buf_floats, target_param_floats, target_buf_floats;
+    int (*net_init)(int threads);
+    void (*net_free)(void);
+    lwl_state (*net_state)(void);
+    int (*net_init_weights)(uint64_t seed);
+    int (*net_step)(const float *view1, const float *view2, float lr, float ema, int first,
+                    double *loss);
+    int (*net_features)(const float *x, float *feat);
+
+    /* for the step dump's config (JSON object text) */
+    const char *dump_config;
+} lwl_program;
+
+/* Runs the program's command line; returns the process exit code. */
+int lwl_main(const lwl_program *p, int argc, char **argv);
+
+/* The schedules, exposed for tests: lr at global step t of `spe` steps per
+ * epoch, and the target momentum at step t of `total`. */
+double lwl_lr_at(const lwl_program *p, long t, long spe);
+double lwl_ema_at(const lwl_program *p, long t, long total);
+
+#endif

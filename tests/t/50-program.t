@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The generated training program on real images (a small Fashion-MNIST tree):
+# one step against the PyTorch reference for several specs (stems, backbones,
+# heads, targets, optimisers, BN groups), exact resume, features against
+# torchvision loading backbone.safetensors, and the loss going down.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/t/tap.sh
+root=$PWD
+LWLC=$(readlink -f "$LWLC")
+PY=${LWL_PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+    echo "1..0 # SKIP no torch/torchvision for $PY"
+    exit 0
+fi
+"$PY" tools/fmnist_to_imagefolder.py --per-class 12 "$tmp/data" >/dev/null || exit 1
+cd "$tmp" || exit 1
+
+# build NAME [-D ...]: the tiny spec with overrides, into ./NAME
+build() {
+    local name=$1; shift
+    "$LWLC" -o "$name" --emit-dir "gen/$name" "$@" "$root/tests/specs/tiny.lwl" 2>/dev/null
+}
+
+# One step of each variant against the reference.
+variants=(
+    "base"
+    "groups2 -D train.gpus=2"
+    "imagenet_stem -D model.stem=imagenet -D augment.size=64"
+    "resnet50 -D model.backbone=resnet50"
+    "byol -D model.head=byol"
+    "ema_sgd -D model.target=ema -D train.optimizer=sgd"
+)
+for v in "${variants[@]}"; do
+    set -- $v
+    name=$1; shift
+    ok "$name: lwlc builds it" build "$name" "$@"
+    ok "$name: dump" ./"$name" --quiet --data data --out "run_$name" --threads 2 dump
+    ok "$name: one step equals PyTorch's (loss, gradients, LARS/SGD, EMA)" \
+        "$PY" "$root/tests/oracle/lewel_step.py" "run_$name/step_dump.safetensors"
+done
+
+# Resume: 6 steps straight equal 3 steps, then 3 more after --resume, bit for bit.
+./base --quiet --data data --out straight --threads 2 --steps 6
+./base --quiet --data data --out resumed --threads 2 --steps 3
+./base --quiet --data data --out resumed --threads 2 --steps 6 --resume
+ok "resume: the losses of steps 4-6 are the same bits" \
+    cmp <(cut -d, -f1-3 straight/metrics.jsonl) <(cut -d, -f1-3 resumed/metrics.jsonl)
+ok "resume: the final checkpoints are the same bytes" \
+    cmp straight/checkpoint.safetensors resumed/checkpoint.safetensors
+printf 'name "other"\n' > other.lwl
+"$LWLC" -o other_prog --emit-dir gen/other -D train.lr=0.2 "$root/tests/specs/tiny.lwl" 2>/dev/null
+err=$(./other_prog --quiet --data data --out resumed --threads 2 --steps 8 --resume 2>&1)
+is "$?" 1 "resume with a different spec is refused"
+is "$(grep -c 'different spec' <<<"$err")" 1 "... with a message saying so"
+
+# Features of the program equal torchvision's on backbone.safetensors.
+./base --quiet --data data --out straight --threads 2 features val
+ok "features: torchvision loads backbone.safetensors (only fc missing) and agrees" \
+    "$PY" "$root/tests/oracle/features_check.py" straight data
+
+# Training lowers the loss: the mean of the last 5 of 40 steps is below the first 5's.
+./base --quiet --data data --out long --threads 2 --epochs 8 --steps 40
+ok "40 steps lower the loss" "$PY" -c '
+import json, sys
+l = [json.loads(x)["loss"] for x in open("long/metrics.jsonl")]
+first, last = sum(l[:5]) / 5, sum(l[-5:]) / 5
+print(f"first 5: {first:.4f}, last 5: {last:.4f}")
+sys.exit(0 if len(l) == 40 and last < first else 1)'
+finish
