@@ -666,13 +666,13 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("int net_init(int threads)");
     L("{");
     L("    CK(lwl_nn_threads(threads));");
+    L("    /* every slot is written before it is read: no need to clear (or touch) it */");
     L("    net_arena = aligned_alloc(64, sizeof(float) * ARENA_FLOATS);");
     L("    if (!net_arena) {");
     L("        fprintf(stderr, \"net: cannot allocate %%.1f MiB\\n\", ARENA_FLOATS * 4.0 / "
       "(1 << 20));");
     L("        return -1;");
     L("    }");
-    L("    memset(net_arena, 0, sizeof(float) * ARENA_FLOATS);");
     for (int i = 0; i < p->nconvs; i++) {
         const lwl_pconv *c = &p->convs[i];
         L("    CK(!(conv[%d] = lwl_conv_new(%d, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */", i,

@@ -39,6 +39,7 @@ typedef struct run {
     lwl_dataset ds;
     int ds_open;
     lwl_state st;
+    int net_ready;
     FILE *metrics;
 } run;
 
@@ -71,6 +72,19 @@ static int fail(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return -1;
+}
+
+/* Makes the network's memory and primitives the first time a phase needs them
+ * (the data phases never do). */
+static int need_net(run *r)
+{
+    if (r->net_ready)
+        return 0;
+    if (r->p->net_init(r->o.threads) != 0)
+        return fail("cannot set up the network");
+    r->st = r->p->net_state();
+    r->net_ready = 1;
+    return 0;
 }
 
 static char *join(const char *dir, const char *path)
@@ -229,10 +243,16 @@ static int open_data(run *r)
     r->ds_open = 1;
     say(r, "data: %s: %d classes, train %zu, val %zu, test %zu images\n", r->root,
         r->ds.nclasses, r->ds.n[LWL_TRAIN], r->ds.n[LWL_VAL], r->ds.n[LWL_TEST]);
-    if (r->ds.n[LWL_TRAIN] < (size_t)p->batch)
-        return fail("data: the train split has %zu images, fewer than one batch of %d",
-                    r->ds.n[LWL_TRAIN], p->batch);
     return 0;
+}
+
+/* Pre-training needs at least one full batch of the train split. */
+static int need_batch(const run *r)
+{
+    if (r->ds.n[LWL_TRAIN] >= (size_t)r->p->batch)
+        return 0;
+    return fail("data: the train split has %zu images, fewer than one batch of %d",
+                r->ds.n[LWL_TRAIN], r->p->batch);
 }
 
 static void report_bad(void *arg, const char *path, const char *reason, int fatal)
@@ -443,7 +463,7 @@ static void settings(const run *r, long spe, long total, long start)
 static int phase_pretrain(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r))
+    if (open_data(r) || need_batch(r) || need_net(r))
         return -1;
     lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
     if (!ld)
@@ -541,7 +561,7 @@ out:
  * is one, else the initial weights (with a note). */
 static int load_for_eval(run *r)
 {
-    if (r->p->net_init_weights((uint64_t)r->o.seed))
+    if (need_net(r) || r->p->net_init_weights((uint64_t)r->o.seed))
         return -1;
     char *ckpt = join(r->o.out, "checkpoint.safetensors");
     long step = 0;
@@ -635,7 +655,8 @@ out:
 static int phase_dump(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r) || p->net_init_weights((uint64_t)r->o.seed))
+    if (open_data(r) || need_batch(r) || need_net(r) ||
+        p->net_init_weights((uint64_t)r->o.seed))
         return -1;
     lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
     if (!ld)
@@ -698,7 +719,8 @@ out:
 static int phase_bench(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r) || p->net_init_weights((uint64_t)r->o.seed))
+    if (open_data(r) || need_batch(r) || need_net(r) ||
+        p->net_init_weights((uint64_t)r->o.seed))
         return -1;
     lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
                          (uint64_t)r->o.seed };
@@ -785,12 +807,7 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     if (mkdir_p(r.o.out) != 0) {
         fail("cannot make %s: %s", r.o.out, strerror(errno));
         rc = 1;
-    } else if (p->net_init(r.o.threads) != 0) {
-        fail("cannot set up the network");
-        rc = 1;
     }
-    if (rc == 0)
-        r.st = p->net_state();
     for (int i = 0; rc == 0 && i < r.o.nphases; i++) {
         const char *ph = r.o.phases[i];
         int e;
@@ -809,7 +826,8 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     }
     if (r.ds_open)
         lwl_dataset_free(&r.ds);
-    p->net_free();
+    if (r.net_ready)
+        p->net_free();
     free(r.root);
     free(r.classes);
     free(defout);
