@@ -519,9 +519,10 @@ static int phase_pretrain(run *r)
             if (st > 0 || !isfinite(loss)) {
                 if (!r->o.quiet)
                     putchar('\n');
-                fail("the loss is %g at step %ld (epoch %d): training diverged; the last good "
-                     "checkpoint is %s (lower train.lr or check the data)", loss, t + 1, epoch,
-                     ckpt);
+                fail("the loss is %g at step %ld (epoch %d): training diverged; %s%s (lower "
+                     "train.lr or check the data)", loss, t + 1, epoch,
+                     access(ckpt, R_OK) == 0 ? "the last good checkpoint is " :
+                     "no checkpoint was written yet", access(ckpt, R_OK) == 0 ? ckpt : "");
                 goto out;
             }
             double ips = p->batch / ((ms + b.wait_ms) / 1e3);

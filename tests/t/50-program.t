@@ -60,6 +60,15 @@ is "$(grep -c 'different spec' <<<"$err")" 1 "... with a message saying so"
 ok "features: torchvision loads backbone.safetensors (only fc missing) and agrees" \
     "$PY" "$root/tests/oracle/features_check.py" straight data
 
+# A diverging run stops with a message and keeps the last good checkpoint.
+build nan -D train.optimizer=sgd -D train.lr=1e30
+cp -r straight nanrun
+err=$(./nan --quiet --data data --out nanrun --threads 2 --steps 5 2>&1)
+is "$?" 1 "a NaN loss stops the run (exit 1)"
+is "$(grep -c 'training diverged; the last good checkpoint is nanrun/checkpoint' <<<"$err")" 1 \
+    "... saying so and naming the last good checkpoint"
+ok "... which it leaves as it was" cmp straight/checkpoint.safetensors nanrun/checkpoint.safetensors
+
 # Training lowers the loss: the mean of the last 5 of 40 steps is below the first 5's.
 ./base --quiet --data data --out long --threads 2 --epochs 8 --steps 40
 ok "40 steps lower the loss" "$PY" -c '
