@@ -6,6 +6,8 @@ RUNTIME_OBJ   := $(patsubst runtime/%.c,$(B)/runtime/%.o,$(RUNTIME_SRC))
 RUNTIME_LIBS  := -ljpeg -lpng -lpthread -lm
 # CPU primitives (oneDNN, OpenMP-threaded; OpenBLAS) and the safetensors header (cJSON).
 RUNTIME_LIBS  += -ldnnl -lopenblas -lgomp -lcjson
+# Student-t quantiles (GSL); its cblas calls resolve to OpenBLAS's, so no -lgslcblas.
+RUNTIME_LIBS  += -lgsl
 RUNTIME_TOOLS := $(B)/lwl-imgtool $(B)/lwl-lewelb
 # The pixel loops need gcc's full vectoriser cost model (-O2's "very cheap" one skips
 # loops that need a run-time trip-count or alias check).

@@ -10,7 +10,9 @@ pkgs=(flex bison gcc make pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpn
 pkgs+=(libdnnl-dev libopenblas-dev libcjson-dev)
 # Tests: the C test framework, the TAP harness, sanitizer runtimes, the oracle.
 pkgs+=(libcmocka-dev perl clang libclang-rt-14-dev python3 python3-torchvision python3-pil
-       python3-numpy)
+       python3-numpy python3-scipy)
+# Reports: training curves drawn by gnuplot (tools/plot_curves.py).
+pkgs+=(gnuplot-nox)
 # Data: the demo's real image data set.
 pkgs+=(dataset-fashion-mnist)
 
