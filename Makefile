@@ -120,3 +120,6 @@ generated: $(B)/lwlc
 	  n=$$(basename $$s .lwl); \
 	  $(B)/lwlc -S --emit-dir generated/$$n $$s 2>/dev/null || { echo "lwlc -S $$s failed"; exit 1; }; \
 	done; echo "generated/: $(words $(SPECS)) specs"
+
+# lwlc links programs with the runtime's libraries: rebuild it when they change
+$(B)/compiler/main.o: mk/runtime.mk

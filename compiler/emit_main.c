@@ -96,6 +96,41 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     char *classes = !s->data.classes ? NULL : s->data.classes[0] == '/'
                     ? xstrdup(s->data.classes) : path_relative(s->data.classes, dir);
 
+    const __typeof__(s->eval) *ev2 = &s->eval;
+    char ms[512] = "";
+    for (int i = 0, k = 0; i < ev2->linear.nmilestones && k < (int)sizeof ms - 16; i++)
+        k += snprintf(ms + k, sizeof ms - (size_t)k, "%d, ", ev2->linear.milestones[i]);
+    L("static const int milestones[] = { %s0 };   /* the last is a terminator */", ms);
+    L("static const char *const gradcam_images[] = {");
+    for (int i = 0; i < ev2->gradcam.nimages; i++) {
+        char *rel = ev2->gradcam.images[i][0] == '/' ? xstrdup(ev2->gradcam.images[i])
+                    : path_relative(ev2->gradcam.images[i], dir);
+        L("    \"%s\",", rel);
+        free(rel);
+    }
+    L("    NULL,");
+    L("};");
+    L("%s", "");
+    char mem[64] = "", qry[64] = "";
+    if (ev2->knn.memory.share < 100)
+        snprintf(mem, sizeof mem, " (first %g%% of each class)", ev2->knn.memory.share);
+    if (ev2->knn.queries.share < 100)
+        snprintf(qry, sizeof qry, " (first %g%% of each class)", ev2->knn.queries.share);
+    char *proto = xasprintf(
+        "LEWEL_B pre-training of a %s (stem %s) for %d epoch%s at batch %d on %d GPU%s "
+        "(BN %s), %s lr %g, target %s from %g; kNN: k %d, %s vote, memory %s%s, queries "
+        "%s%s; linear: %d epochs, batch %d, SGD lr %g, trained on %s, tested on %s; %d "
+        "run%s, mean and %g%% Student-t interval.",
+        bb[s->model.backbone], stem[s->model.stem], s->train.epochs,
+        s->train.epochs > 1 ? "s" : "", s->train.batch,
+        s->train.gpus, s->train.gpus > 1 ? "s" : "",
+        s->model.norm == NORM_BATCH ? "per GPU" : "synchronised", opt[s->train.optimizer],
+        s->train.lr, tgt[s->model.target], s->train.ema, ev2->knn.k,
+        ev2->knn.vote == VOTE_MAJORITY ? "majority" : "weighted",
+        lwl_split_names[ev2->knn.memory.split], mem, lwl_split_names[ev2->knn.queries.split], qry,
+        ev2->linear.epochs, ev2->linear.batch, ev2->linear.lr,
+        lwl_split_names[ev2->linear.train.split], lwl_split_names[ev2->linear.test.split],
+        ev2->repeat, ev2->repeat > 1 ? "s" : "", ev2->confidence * 100);
     L("static const lwl_program program = {");
     L("    .name = \"%s\",", p->name);
     L("    .spec = spec,");
@@ -123,7 +158,34 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     L("    .seed = %d,", s->train.seed);
     L("    .summary = summary,");
     L("    .views = &views_pipeline,");
-    L("    .knn_every = %d,", s->eval.knn.every);
+    L("    .knn_every = %d,", ev2->knn.every);
+    L("    .knn_k = %d,", ev2->knn.k);
+    L("    .knn_weighted = %d,", ev2->knn.vote == VOTE_WEIGHTED);
+    L("    .knn_temperature = %.17g,", ev2->knn.temperature);
+    L("    .knn_memory = %d,", ev2->knn.memory.split);
+    L("    .knn_memory_share = %.17g,", ev2->knn.memory.share);
+    L("    .knn_queries = %d,", ev2->knn.queries.split);
+    L("    .knn_queries_share = %.17g,", ev2->knn.queries.share);
+    L("    .lin_epochs = %d,", ev2->linear.epochs);
+    L("    .lin_batch = %d,", ev2->linear.batch);
+    L("    .lin_lr = %.17g,", ev2->linear.lr);
+    L("    .lin_momentum = %.17g,", ev2->linear.momentum);
+    L("    .lin_weight_decay = %.17g,", ev2->linear.weight_decay);
+    L("    .lin_milestones = milestones,");
+    L("    .lin_nmilestones = %d,", ev2->linear.nmilestones);
+    L("    .lin_train = %d,", ev2->linear.train.split);
+    L("    .lin_train_share = %.17g,", ev2->linear.train.share);
+    L("    .lin_test = %d,", ev2->linear.test.split);
+    L("    .lin_test_share = %.17g,", ev2->linear.test.share);
+    L("    .top1 = %d,", ev2->top1);
+    L("    .top5 = %d,", ev2->top5);
+    L("    .repeat = %d,", ev2->repeat);
+    L("    .confidence = %.17g,", ev2->confidence);
+    L("    .gradcam_images = gradcam_images,");
+    L("    .gradcam_nimages = %d,", ev2->gradcam.nimages);
+    L("    .protocol =");
+    c_string(e, proto, "        ");
+    L("        ,");
     L("    .feat_dim = CHANNELS,");
     L("    .params = net_params_info,");
     L("    .nparams = NPARAMS,");
@@ -141,6 +203,9 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     L("    .net_init_weights = net_init_weights,");
     L("    .net_step = net_step,");
     L("    .net_features = net_features,");
+    L("    .net_maps = net_maps,");
+    L("    .fh = %d,", p->fh);
+    L("    .fw = %d,", p->fw);
     L("    .dump_config = \"\\\"backbone\\\": \\\"%s\\\", \\\"stem\\\": \\\"%s\\\", "
       "\\\"size\\\": %d, \\\"batch\\\": %d, \\\"groups\\\": %d, \\\"heads\\\": %d, "
       "\\\"hidden\\\": %d, \\\"dim\\\": %d, \\\"local_weight\\\": %.17g, \\\"head\\\": "
@@ -158,5 +223,6 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     free(root);
     free(classes);
     free(printed);
+    free(proto);
     return e->failed ? -1 : 0;
 }

@@ -17,41 +17,19 @@
 
 #include "lwl_dataset.h"
 #include "lwl_phase.h"
+#include "lwl_run.h"
 #include "lwl_safetensors.h"
 
 #define PI 3.14159265358979323846
 
-typedef struct opts {
-    const char *data, *out, *device;
-    int epochs, seed, threads, resume, quiet;
-    long steps;                 /* stop at this global step; 0: never */
-    const char **phases;
-    int nphases;
-    int views_n;
-    const char *features_split;
-} opts;
-
-typedef struct run {
-    const lwl_program *p;
-    opts o;
-    char *root;                 /* the data root to read */
-    char *classes;              /* the class list to read, or NULL */
-    lwl_dataset ds;
-    int ds_open;
-    lwl_state st;
-    int net_ready;
-    FILE *metrics;
-} run;
-
-static double now_ms(void)
+double run_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void say(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const run *r, const char *fmt, ...)
+void run_say(const run *r, const char *fmt, ...)
 {
     if (r->o.quiet)
         return;
@@ -62,8 +40,7 @@ static void say(const run *r, const char *fmt, ...)
     fflush(stdout);
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
+int run_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -76,18 +53,18 @@ static int fail(const char *fmt, ...)
 
 /* Makes the network's memory and primitives the first time a phase needs them
  * (the data phases never do). */
-static int need_net(run *r)
+int run_need_net(run *r)
 {
     if (r->net_ready)
         return 0;
     if (r->p->net_init(r->o.threads) != 0)
-        return fail("cannot set up the network");
+        return run_fail("cannot set up the network");
     r->st = r->p->net_state();
     r->net_ready = 1;
     return 0;
 }
 
-static char *join(const char *dir, const char *path)
+char *run_join(const char *dir, const char *path)
 {
     char *s;
     if (path[0] == '/' || !dir || !*dir)
@@ -97,7 +74,7 @@ static char *join(const char *dir, const char *path)
     return s;
 }
 
-static int mkdir_p(const char *dir)
+int run_mkdir_p(const char *dir)
 {
     char *p = strdup(dir);
     if (!p)
@@ -141,7 +118,9 @@ double lwl_ema_at(const lwl_program *p, long t, long total)
 static const char usage[] =
     "usage: %s [--data DIR] [--out DIR] [--device auto|cpu|cuda] [--epochs N] [--steps N]\n"
     "          [--seed N] [--threads N] [--resume] [--quiet] [PHASE ...]\n"
-    "phases: scan, views N, pretrain, features [SPLIT], dump, bench (default: pretrain)\n";
+    "          [--repeat N]\n"
+    "phases: scan, views N, pretrain, features [SPLIT], dump, bench, knn, linear, gradcam,\n"
+    "        report (default: pretrain knn linear gradcam report)\n";
 
 static int parse(const lwl_program *p, int argc, char **argv, opts *o)
 {
@@ -153,7 +132,7 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
     o->threads = nproc > 0 ? (int)nproc : 1;
     o->phases = calloc((size_t)argc + 1, sizeof *o->phases);
     if (!o->phases)
-        return fail("out of memory");
+        return run_fail("out of memory");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--data") == 0 || strcmp(a, "--out") == 0 ||
@@ -161,7 +140,7 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
                     strcmp(a, "--steps") == 0 || strcmp(a, "--seed") == 0 ||
                     strcmp(a, "--threads") == 0 || strcmp(a, "--repeat") == 0;
         if (takes && !v)
-            return fail("%s needs a value", a);
+            return run_fail("%s needs a value", a);
         if (takes)
             i++;
         char *end = NULL;
@@ -181,7 +160,7 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
         } else if (takes) {
             long n = strtol(v, &end, 10);
             if (!*v || *end || n < 0 || n > 1000000000L)
-                return fail("%s expects a non-negative integer, got '%s'", a, v);
+                return run_fail("%s expects a non-negative integer, got '%s'", a, v);
             if (strcmp(a, "--epochs") == 0)
                 o->epochs = (int)n;
             else if (strcmp(a, "--steps") == 0)
@@ -190,11 +169,13 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
                 o->seed = (int)n;
             else if (strcmp(a, "--threads") == 0)
                 o->threads = n > 0 ? (int)n : 1;
+            else if (n < 1 || n > 64)
+                return run_fail("--repeat must be within 1..64, got %ld", n);
             else
-                return fail("--repeat: repeated runs are not built yet");
+                o->repeat = (int)n;
         } else if (strcmp(a, "views") == 0) {
             if (!v || (o->views_n = (int)strtol(v, &end, 10)) <= 0 || *end)
-                return fail("views needs a positive count: views 8");
+                return run_fail("views needs a positive count: views 8");
             o->phases[o->nphases++] = a;
             i++;
         } else if (strcmp(a, "features") == 0) {
@@ -204,30 +185,33 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
                 i++;
             }
         } else if (!strcmp(a, "scan") || !strcmp(a, "pretrain") || !strcmp(a, "dump") ||
-                   !strcmp(a, "bench")) {
+                   !strcmp(a, "bench") || !strcmp(a, "knn") || !strcmp(a, "linear") ||
+                   !strcmp(a, "gradcam") || !strcmp(a, "report")) {
             o->phases[o->nphases++] = a;
-        } else if (!strcmp(a, "knn") || !strcmp(a, "linear") || !strcmp(a, "gradcam") ||
-                   !strcmp(a, "report")) {
-            return fail("phase '%s' is not built yet", a);
         } else {
             fprintf(stderr, usage, argv[0]);
-            return fail("unknown argument '%s'", a);
+            return run_fail("unknown argument '%s'", a);
         }
     }
     if (strcmp(o->device, "cuda") == 0)
-        return fail("--device cuda: this program was built for the CPU only");
+        return run_fail("--device cuda: this program was built for the CPU only");
     if (strcmp(o->device, "auto") && strcmp(o->device, "cpu"))
-        return fail("--device must be auto, cpu or cuda, got '%s'", o->device);
+        return run_fail("--device must be auto, cpu or cuda, got '%s'", o->device);
     if (o->epochs < 1)
-        return fail("--epochs must be at least 1");
-    if (o->nphases == 0)
-        o->phases[o->nphases++] = "pretrain";
+        return run_fail("--epochs must be at least 1");
+    if (o->nphases == 0) {
+        static const char *const defaults[] = { "pretrain", "knn", "linear", "gradcam",
+                                                "report" };
+        for (int i = 0; i < 5; i++)
+            o->phases[o->nphases++] = defaults[i];
+        o->defaults = 1;
+    }
     return 0;
 }
 
 /* ---- data */
 
-static int open_data(run *r)
+int run_open_data(run *r)
 {
     if (r->ds_open)
         return 0;
@@ -236,12 +220,12 @@ static int open_data(run *r)
                          { p->share[0], p->share[1], p->share[2] }, (uint64_t)p->split_seed };
     char *err = NULL;
     if (lwl_dataset_open(&cfg, &r->ds, &err) != 0) {
-        fail("data: %s", err ? err : "cannot open");
+        run_fail("data: %s", err ? err : "cannot open");
         free(err);
         return -1;
     }
     r->ds_open = 1;
-    say(r, "data: %s: %d classes, train %zu, val %zu, test %zu images\n", r->root,
+    run_say(r, "data: %s: %d classes, train %zu, val %zu, test %zu images\n", r->root,
         r->ds.nclasses, r->ds.n[LWL_TRAIN], r->ds.n[LWL_VAL], r->ds.n[LWL_TEST]);
     return 0;
 }
@@ -251,7 +235,7 @@ static int need_batch(const run *r)
 {
     if (r->ds.n[LWL_TRAIN] >= (size_t)r->p->batch)
         return 0;
-    return fail("data: the train split has %zu images, fewer than one batch of %d",
+    return run_fail("data: the train split has %zu images, fewer than one batch of %d",
                 r->ds.n[LWL_TRAIN], r->p->batch);
 }
 
@@ -261,7 +245,7 @@ static void report_bad(void *arg, const char *path, const char *reason, int fata
     fprintf(stderr, "warning: %s: %s%s\n", path, reason, fatal ? " (skipped)" : "");
 }
 
-static lwl_loader *open_loader(run *r, const lwl_pipeline *pipe, int part, int shuffle,
+lwl_loader *run_open_loader(run *r, const lwl_pipeline *pipe, int part, int shuffle,
                                int keep_last)
 {
     lwl_loader_cfg c;
@@ -279,7 +263,7 @@ static lwl_loader *open_loader(run *r, const lwl_pipeline *pipe, int part, int s
     char *err = NULL;
     lwl_loader *ld = lwl_loader_open(&c, &err);
     if (!ld) {
-        fail("loader: %s", err ? err : "cannot start");
+        run_fail("loader: %s", err ? err : "cannot start");
         free(err);
     }
     return ld;
@@ -354,7 +338,7 @@ static int write_backbone(run *r, const char *path, long step)
     rc = lwl_st_write(w, path);
 out:
     if (rc)
-        fail("%s: %s", path, lwl_st_error());
+        run_fail("%s: %s", path, lwl_st_error());
     lwl_st_writer_free(w);
     free_names(names, nn);
     (void)nb;
@@ -367,7 +351,7 @@ static int write_checkpoint(run *r, const char *path, long step)
     const lwl_program *p = r->p;
     lwl_st_writer *w = lwl_st_writer_new();
     if (!w)
-        return fail("out of memory");
+        return run_fail("out of memory");
     int64_t np = (int64_t)p->param_floats, nb = (int64_t)p->buf_floats;
     int64_t ntp = (int64_t)p->target_param_floats, ntb = (int64_t)p->target_buf_floats;
     char sstep[32], sseed[32];
@@ -382,7 +366,7 @@ static int write_checkpoint(run *r, const char *path, long step)
              lwl_st_add_meta(w, "experiment", p->name) || lwl_st_add_meta(w, "spec", p->spec) ||
              lwl_st_write(w, path);
     if (rc)
-        fail("%s: %s", path, lwl_st_error());
+        run_fail("%s: %s", path, lwl_st_error());
     lwl_st_writer_free(w);
     return rc ? -1 : 0;
 }
@@ -392,30 +376,30 @@ static int copy_tensor(const lwl_st_file *f, const char *name, float *dst, size_
     int64_t shape = (int64_t)n;
     const lwl_st_tensor *t = lwl_st_expect(f, name, LWL_ST_F32, 1, &shape);
     if (!t)
-        return fail("checkpoint: %s", lwl_st_error());
+        return run_fail("checkpoint: %s", lwl_st_error());
     memcpy(dst, t->data, n * sizeof(float));
     return 0;
 }
 
 /* Loads checkpoint.safetensors of the same experiment; *step is where it stopped. */
-static int read_checkpoint(run *r, const char *path, long *step)
+int run_read_checkpoint(run *r, const char *path, long *step)
 {
     const lwl_program *p = r->p;
     lwl_st_file *f = lwl_st_open(path);
     if (!f)
-        return fail("--resume: %s", lwl_st_error());
+        return run_fail("--resume: %s", lwl_st_error());
     const char *spec = lwl_st_meta(f, "spec"), *s = lwl_st_meta(f, "step");
     const char *seed = lwl_st_meta(f, "seed");
     int rc = -1;
     char want[32];
     snprintf(want, sizeof want, "%d", r->o.seed);
     if (!spec || strcmp(spec, p->spec) != 0)
-        fail("--resume: %s was written by a different spec; refusing to mix them "
+        run_fail("--resume: %s was written by a different spec; refusing to mix them "
              "(start afresh without --resume, or use another --out)", path);
     else if (!seed || strcmp(seed, want) != 0)
-        fail("--resume: %s was trained with seed %s, not %s", path, seed ? seed : "?", want);
+        run_fail("--resume: %s was trained with seed %s, not %s", path, seed ? seed : "?", want);
     else if (!s || (*step = strtol(s, NULL, 10)) < 0)
-        fail("--resume: %s has no step", path);
+        run_fail("--resume: %s has no step", path);
     else
         rc = copy_tensor(f, "state.params", r->st.params, p->param_floats) ||
              copy_tensor(f, "state.momentum", r->st.momentum, p->param_floats) ||
@@ -453,25 +437,25 @@ static void progress(const run *r, long t, long total, double loss, double lr, d
 static void settings(const run *r, long spe, long total, long start)
 {
     const lwl_program *p = r->p;
-    say(r, "experiment %s\n", p->name);
-    say(r, "%s", p->summary);
-    say(r, "  %-22s %d x %ld steps = %ld, from step %ld\n", "schedule", r->o.epochs, spe, total,
+    run_say(r, "experiment %s\n", p->name);
+    run_say(r, "%s", p->summary);
+    run_say(r, "  %-22s %d x %ld steps = %ld, from step %ld\n", "schedule", r->o.epochs, spe, total,
         start);
-    say(r, "  %-22s %d\n  %-22s %s\n\n", "threads", r->o.threads, "out", r->o.out);
+    run_say(r, "  %-22s %d\n  %-22s %s\n\n", "threads", r->o.threads, "out", r->o.out);
 }
 
 static int phase_pretrain(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r) || need_batch(r) || need_net(r))
+    if (run_open_data(r) || need_batch(r) || run_need_net(r))
         return -1;
-    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
     if (!ld)
         return -1;
     long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe, t = 0;
-    char *ckpt = join(r->o.out, "checkpoint.safetensors");
-    char *bb = join(r->o.out, "backbone.safetensors");
-    char *mpath = join(r->o.out, "metrics.jsonl");
+    char *ckpt = run_join(r->o.out, "checkpoint.safetensors");
+    char *bb = run_join(r->o.out, "backbone.safetensors");
+    char *mpath = run_join(r->o.out, "metrics.jsonl");
     int rc = -1;
 
     /* A run with a different epoch count is a different schedule: the spec check of
@@ -480,19 +464,21 @@ static int phase_pretrain(run *r)
     q.epochs = r->o.epochs;
     if (p->net_init_weights((uint64_t)r->o.seed))
         goto out;
-    if (r->o.resume) {
-        if (read_checkpoint(r, ckpt, &t))
+    if (r->o.resume && access(ckpt, R_OK) != 0) {
+        run_say(r, "note: no %s to resume from; starting afresh\n", ckpt);
+    } else if (r->o.resume) {
+        if (run_read_checkpoint(r, ckpt, &t))
             goto out;
-        say(r, "resumed %s at step %ld\n", ckpt, t);
+        run_say(r, "resumed %s at step %ld\n", ckpt, t);
     }
     r->metrics = fopen(mpath, r->o.resume ? "a" : "w");
     if (!r->metrics) {
-        fail("%s: %s", mpath, strerror(errno));
+        run_fail("%s: %s", mpath, strerror(errno));
         goto out;
     }
     settings(r, spe, total, t);
     long stop = r->o.steps && r->o.steps < total ? r->o.steps : total;
-    double t0 = now_ms(), last_ckpt = now_ms();
+    double t0 = run_now_ms(), last_ckpt = run_now_ms();
     long first_t = t;
     while (t < stop) {
         int epoch = (int)(t / spe);
@@ -501,32 +487,32 @@ static int phase_pretrain(run *r)
         /* a resumed run skips the batches of this epoch it already did */
         for (long k = epoch * spe; k < t; k++)
             if (lwl_loader_next(ld, &b) != 1) {
-                fail("loader: %s", lwl_loader_error(ld));
+                run_fail("loader: %s", lwl_loader_error(ld));
                 goto out;
             }
         for (; t < stop && t < (long)(epoch + 1) * spe; t++) {
             int got = lwl_loader_next(ld, &b);
             if (got != 1) {
-                fail("loader: %s", got < 0 ? lwl_loader_error(ld) : "epoch ended early");
+                run_fail("loader: %s", got < 0 ? lwl_loader_error(ld) : "epoch ended early");
                 goto out;
             }
             double lr = lwl_lr_at(&q, t, spe), m = lwl_ema_at(&q, t, total), loss = 0;
-            double s0 = now_ms();
+            double s0 = run_now_ms();
             int st = p->net_step(b.view[0], b.view[1], (float)lr, (float)m, t == 0, &loss);
-            double ms = now_ms() - s0;
+            double ms = run_now_ms() - s0;
             if (st < 0)
                 goto out;
             if (st > 0 || !isfinite(loss)) {
                 if (!r->o.quiet)
                     putchar('\n');
-                fail("the loss is %g at step %ld (epoch %d): training diverged; %s%s (lower "
+                run_fail("the loss is %g at step %ld (epoch %d): training diverged; %s%s (lower "
                      "train.lr or check the data)", loss, t + 1, epoch,
                      access(ckpt, R_OK) == 0 ? "the last good checkpoint is " :
                      "no checkpoint was written yet", access(ckpt, R_OK) == 0 ? ckpt : "");
                 goto out;
             }
             double ips = p->batch / ((ms + b.wait_ms) / 1e3);
-            double done = (double)(t + 1 - first_t), el = (now_ms() - t0) / 1e3;
+            double done = (double)(t + 1 - first_t), el = (run_now_ms() - t0) / 1e3;
             progress(r, t, total, loss, lr, m, ms, ips, b.wait_ms,
                      el / done * (double)(stop - t - 1), epoch);
             fprintf(r->metrics, "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"lr\": %.9g, "
@@ -534,18 +520,24 @@ static int phase_pretrain(run *r)
                     t + 1, epoch, loss, lr, m, ips, ms, b.wait_ms);
             fflush(r->metrics);
             /* a checkpoint at the end of each epoch and every ten minutes */
-            if ((t + 1) % spe == 0 || now_ms() - last_ckpt > 600e3) {
+            if ((t + 1) % spe == 0 || run_now_ms() - last_ckpt > 600e3) {
                 if (write_checkpoint(r, ckpt, t + 1) || write_backbone(r, bb, t + 1))
                     goto out;
-                last_ckpt = now_ms();
+                last_ckpt = run_now_ms();
             }
+            /* the kNN monitor every knn_every epochs and after the last */
+            int done_epoch = (int)((t + 1) / spe);
+            if ((t + 1) % spe == 0 && p->knn_every > 0 &&
+                (done_epoch % p->knn_every == 0 || t + 1 == total) &&
+                run_knn_monitor(r, done_epoch))
+                goto out;
         }
     }
     if (write_checkpoint(r, ckpt, t) || write_backbone(r, bb, t))
         goto out;
     if (!r->o.quiet && isatty(STDOUT_FILENO))
         putchar('\n');
-    say(r, "pretrain: %ld steps done; %s, %s\n", t, ckpt, bb);
+    run_say(r, "pretrain: %ld steps done; %s, %s\n", t, ckpt, bb);
     rc = 0;
 out:
     if (r->metrics)
@@ -560,17 +552,17 @@ out:
 
 /* The state to evaluate: the checkpoint of a finished pre-training when there
  * is one, else the initial weights (with a note). */
-static int load_for_eval(run *r)
+int run_load_for_eval(run *r)
 {
-    if (need_net(r) || r->p->net_init_weights((uint64_t)r->o.seed))
+    if (run_need_net(r) || r->p->net_init_weights((uint64_t)r->o.seed))
         return -1;
-    char *ckpt = join(r->o.out, "checkpoint.safetensors");
+    char *ckpt = run_join(r->o.out, "checkpoint.safetensors");
     long step = 0;
     int rc = 0;
     if (access(ckpt, R_OK) == 0)
-        rc = read_checkpoint(r, ckpt, &step);
+        rc = run_read_checkpoint(r, ckpt, &step);
     else
-        say(r, "note: no %s; using the initial weights\n", ckpt);
+        run_say(r, "note: no %s; using the initial weights\n", ckpt);
     free(ckpt);
     return rc;
 }
@@ -580,14 +572,14 @@ static int phase_features(run *r)
     const lwl_program *p = r->p;
     const char *split = r->o.features_split ? r->o.features_split : "val";
     int part = !strcmp(split, "train") ? LWL_TRAIN : !strcmp(split, "val") ? LWL_VAL : LWL_TEST;
-    if (open_data(r) || load_for_eval(r))
+    if (run_open_data(r) || run_load_for_eval(r))
         return -1;
     if (r->ds.n[part] == 0)
-        return fail("features: split %s is empty", split);
+        return run_fail("features: split %s is empty", split);
     lwl_eval_cfg ec = { p->size, { p->mean[0], p->mean[1], p->mean[2] },
                         { p->std[0], p->std[1], p->std[2] } };
     lwl_pipeline pipe = lwl_eval_pipeline(&ec);
-    lwl_loader *ld = open_loader(r, &pipe, part, 0, 1);
+    lwl_loader *ld = run_open_loader(r, &pipe, part, 0, 1);
     if (!ld)
         return -1;
     size_t n = r->ds.n[part];
@@ -597,7 +589,7 @@ static int phase_features(run *r)
     int64_t *labels = malloc(n * sizeof(int64_t));
     int rc = -1;
     if (!feat || !tmp || !x || !labels) {
-        fail("out of memory");
+        run_fail("out of memory");
         goto out;
     }
     lwl_loader_epoch(ld, 0);
@@ -616,7 +608,7 @@ static int phase_features(run *r)
         done += (size_t)b.n;
     }
     if (done != n) {
-        fail("features: %zu of %zu images", done, n);
+        run_fail("features: %zu of %zu images", done, n);
         goto out;
     }
     lwl_st_writer *w = lwl_st_writer_new();
@@ -631,13 +623,13 @@ static int phase_features(run *r)
     lwl_strbuf_printf(&files, "]");
     char *path, name[64];
     snprintf(name, sizeof name, "features_%s.safetensors", split);
-    path = join(r->o.out, name);
+    path = run_join(r->o.out, name);
     if (!w || files.oom || lwl_st_add(w, "features", LWL_ST_F32, 2, fs, feat) ||
         lwl_st_add(w, "labels", LWL_ST_I64, 1, &ls, labels) ||
         lwl_st_add_meta(w, "files", files.s) || lwl_st_write(w, path))
-        fail("%s: %s", path, lwl_st_error());
+        run_fail("%s: %s", path, lwl_st_error());
     else {
-        say(r, "features: %zu x %d of %s into %s\n", n, p->feat_dim, split, path);
+        run_say(r, "features: %zu x %d of %s into %s\n", n, p->feat_dim, split, path);
         rc = 0;
     }
     lwl_st_writer_free(w);
@@ -656,10 +648,10 @@ out:
 static int phase_dump(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r) || need_batch(r) || need_net(r) ||
+    if (run_open_data(r) || need_batch(r) || run_need_net(r) ||
         p->net_init_weights((uint64_t)r->o.seed))
         return -1;
-    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
     if (!ld)
         return -1;
     long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe;
@@ -671,14 +663,14 @@ static int phase_dump(run *r)
     char **names = NULL;
     int nn = 0;
     if (!before || !bbefore || !w || lwl_loader_next(ld, &b) != 1) {
-        fail("dump: %s", lwl_loader_error(ld));
+        run_fail("dump: %s", lwl_loader_error(ld));
         goto out;
     }
     memcpy(before, r->st.params, p->param_floats * sizeof(float));
     memcpy(bbefore, r->st.bufs, p->buf_floats * sizeof(float));
     double lr = lwl_lr_at(p, 0, spe), m = lwl_ema_at(p, 0, total), loss = 0;
     if (p->net_step(b.view[0], b.view[1], (float)lr, (float)m, 1, &loss) != 0) {
-        fail("dump: the step failed");
+        run_fail("dump: the step failed");
         goto out;
     }
     static float floss;
@@ -699,11 +691,11 @@ static int phase_dump(run *r)
                         &nn) ||
               add_named(w, "target.", p->bufs, p->target_nbufs, r->st.tbufs, &names, &nn) ||
               lwl_st_add_meta(w, "config", cfg) || lwl_st_add_meta(w, "experiment", p->name);
-    char *path = join(r->o.out, "step_dump.safetensors");
+    char *path = run_join(r->o.out, "step_dump.safetensors");
     if (bad || lwl_st_write(w, path))
-        fail("%s: %s", path, lwl_st_error());
+        run_fail("%s: %s", path, lwl_st_error());
     else {
-        say(r, "dump: step 1 on the first batch, loss %.6f, into %s\n", loss, path);
+        run_say(r, "dump: step 1 on the first batch, loss %.6f, into %s\n", loss, path);
         rc = 0;
     }
     free(path);
@@ -720,7 +712,7 @@ out:
 static int phase_bench(run *r)
 {
     const lwl_program *p = r->p;
-    if (open_data(r) || need_batch(r) || need_net(r) ||
+    if (run_open_data(r) || need_batch(r) || run_need_net(r) ||
         p->net_init_weights((uint64_t)r->o.seed))
         return -1;
     lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
@@ -728,28 +720,28 @@ static int phase_bench(run *r)
     double data_ips = 0;
     char *err = NULL;
     if (lwl_phase_bench_data(&pc, p->views, 4 * p->batch, &data_ips, &err)) {
-        fail("bench: %s", err ? err : "data");
+        run_fail("bench: %s", err ? err : "data");
         free(err);
         return -1;
     }
-    lwl_loader *ld = open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
     if (!ld)
         return -1;
     lwl_loader_epoch(ld, 0);
     lwl_batch b;
     if (lwl_loader_next(ld, &b) != 1) {
         lwl_loader_close(ld);
-        return fail("bench: no batch");
+        return run_fail("bench: no batch");
     }
     int steps = 5;
     double loss, best = 1e30, sum = 0;
     for (int i = 0; i <= steps; i++) {
-        double t0 = now_ms();
+        double t0 = run_now_ms();
         if (p->net_step(b.view[0], b.view[1], 1e-3f, 0.99f, i == 0, &loss) < 0) {
             lwl_loader_close(ld);
             return -1;
         }
-        double ms = now_ms() - t0;
+        double ms = run_now_ms() - t0;
         if (i > 0) {
             sum += ms;
             best = ms < best ? ms : best;
@@ -767,7 +759,7 @@ static int phase_bench(run *r)
            "batch %d; peak memory %.0f MiB\n", data_ips, r->o.threads, mean, best,
            p->batch / (mean / 1e3), p->batch, rss);
     if (lwl_bench_json_write(r->o.out, r->o.threads, data_ips, step, &err)) {
-        fail("bench: %s", err ? err : "bench.json");
+        run_fail("bench: %s", err ? err : "bench.json");
         free(err);
         return -1;
     }
@@ -776,7 +768,7 @@ static int phase_bench(run *r)
 
 static int phase_data(run *r, const char *name)
 {
-    if (open_data(r))
+    if (run_open_data(r))
         return -1;
     lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
                          (uint64_t)r->o.seed };
@@ -784,10 +776,29 @@ static int phase_data(run *r, const char *name)
     int rc = !strcmp(name, "scan") ? lwl_phase_scan(&pc, &err)
              : lwl_phase_views(&pc, r->p->views, r->o.views_n, &err);
     if (rc) {
-        fail("%s: %s", name, err ? err : "failed");
+        run_fail("%s: %s", name, err ? err : "failed");
         free(err);
     }
     return rc;
+}
+
+static int run_phase(run *r, const char *ph)
+{
+    if (!strcmp(ph, "pretrain"))
+        return phase_pretrain(r);
+    if (!strcmp(ph, "features"))
+        return phase_features(r);
+    if (!strcmp(ph, "dump"))
+        return phase_dump(r);
+    if (!strcmp(ph, "bench"))
+        return phase_bench(r);
+    if (!strcmp(ph, "knn"))
+        return run_phase_knn(r);
+    if (!strcmp(ph, "linear"))
+        return run_phase_linear(r);
+    if (!strcmp(ph, "gradcam"))
+        return run_phase_gradcam(r);
+    return phase_data(r, ph);
 }
 
 int lwl_main(const lwl_program *p, int argc, char **argv)
@@ -802,29 +813,43 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
         return 1;
     if (!r.o.out)
         r.o.out = defout;
-    r.root = r.o.data ? strdup(r.o.data) : join(p->spec_dir, p->root);
-    r.classes = p->classes ? join(p->spec_dir, p->classes) : NULL;
-    int rc = 0;
-    if (mkdir_p(r.o.out) != 0) {
-        fail("cannot make %s: %s", r.o.out, strerror(errno));
+    r.top_out = r.o.out;
+    r.root = r.o.data ? strdup(r.o.data) : run_join(p->spec_dir, p->root);
+    r.classes = p->classes ? run_join(p->spec_dir, p->classes) : NULL;
+    int rc = 0, report = 0, base_seed = r.o.seed;
+    if (run_mkdir_p(r.o.out) != 0) {
+        run_fail("cannot make %s: %s", r.o.out, strerror(errno));
         rc = 1;
     }
-    for (int i = 0; rc == 0 && i < r.o.nphases; i++) {
-        const char *ph = r.o.phases[i];
-        int e;
-        if (!strcmp(ph, "pretrain"))
-            e = phase_pretrain(&r);
-        else if (!strcmp(ph, "features"))
-            e = phase_features(&r);
-        else if (!strcmp(ph, "dump"))
-            e = phase_dump(&r);
-        else if (!strcmp(ph, "bench"))
-            e = phase_bench(&r);
-        else
-            e = phase_data(&r, ph);
-        if (e)
-            rc = 1;
+    for (int i = 0; i < r.o.nphases; i++)
+        report |= !strcmp(r.o.phases[i], "report");
+
+    /* Each repeat k runs with seed + k in run<k>/ (directly in --out for one run). */
+    int repeats = r.repeats = r.o.repeat ? r.o.repeat : p->repeat;
+    for (int k = 0; rc == 0 && k < repeats; k++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "run%d", k);
+        char *dir = repeats > 1 ? run_join(r.top_out, sub) : strdup(r.top_out);
+        r.repeat = k;
+        r.o.seed = base_seed + k;
+        r.o.out = dir;
+        if (!dir || run_mkdir_p(dir) != 0) {
+            rc = run_fail("cannot make %s", dir ? dir : sub) ? 1 : 0;
+        } else if (r.o.resume && r.o.defaults && run_finished(&r)) {
+            run_say(&r, "%s: finished earlier; skipped\n", dir);
+        } else {
+            if (repeats > 1)
+                run_say(&r, "\n== run %d of %d: seed %d, %s\n", k + 1, repeats, r.o.seed, dir);
+            for (int i = 0; rc == 0 && i < r.o.nphases; i++)
+                if (strcmp(r.o.phases[i], "report") && run_phase(&r, r.o.phases[i]))
+                    rc = 1;
+        }
+        free(dir);
     }
+    r.o.out = r.top_out;
+    r.o.seed = base_seed;
+    if (rc == 0 && report && run_phase_report(&r))
+        rc = 1;
     if (r.ds_open)
         lwl_dataset_free(&r.ds);
     if (r.net_ready)

@@ -48,8 +48,24 @@ typedef struct lwl_program {
     const char *summary;        /* settings lines for the table printed at start */
     const lwl_pipeline *views;  /* the spec's two views */
 
-    /* evaluation splits (0 train, 1 val, 2 test) and shares in percent */
-    int knn_every;
+    /* evaluation: splits are 0 train, 1 val, 2 test; shares in percent (100: all) */
+    int knn_every;              /* epochs between kNN monitors during pre-training; 0 none */
+    int knn_k, knn_weighted;
+    double knn_temperature;
+    int knn_memory, knn_queries;
+    double knn_memory_share, knn_queries_share;
+    int lin_epochs, lin_batch;
+    double lin_lr, lin_momentum, lin_weight_decay;
+    const int *lin_milestones;
+    int lin_nmilestones;
+    int lin_train, lin_test;
+    double lin_train_share, lin_test_share;
+    int top1, top5;             /* the metrics reported */
+    int repeat;
+    double confidence;
+    const char *const *gradcam_images;  /* relative to spec_dir unless absolute */
+    int gradcam_nimages;
+    const char *protocol;       /* one paragraph for summary.md */
 
     /* the network of net.c */
     int feat_dim;
@@ -65,6 +81,9 @@ typedef struct lwl_program {
     int (*net_step)(const float *view1, const float *view2, float lr, float ema, int first,
                     double *loss);
     int (*net_features)(const float *x, float *feat);
+    /* layer4's output (batch, feat_dim, fh * fw) of x, eval mode; NULL on failure */
+    const float *(*net_maps)(const float *x);
+    int fh, fw;
 
     /* for the step dump's config (JSON object text) */
     const char *dump_config;

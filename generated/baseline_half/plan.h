@@ -128,5 +128,6 @@ int net_init_weights(uint64_t seed);
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,
              double *loss);
 int net_features(const float *x, float *feat);
+const float *net_maps(const float *x);
 
 #endif

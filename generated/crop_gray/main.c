@@ -111,6 +111,14 @@ static lwl_state state(void)
     return s;
 }
 
+static const int milestones[] = { 30, 40, 0 };   /* the last is a terminator */
+static const char *const gradcam_images[] = {
+    "../examples/images/bird.jpg",
+    "../examples/images/dog.jpg",
+    "../examples/images/cat.jpg",
+    NULL,
+};
+
 static const lwl_program program = {
     .name = "crop_gray",
     .spec = spec,
@@ -135,6 +143,33 @@ static const lwl_program program = {
     .summary = summary,
     .views = &views_pipeline,
     .knn_every = 5,
+    .knn_k = 20,
+    .knn_weighted = 0,
+    .knn_temperature = 0.070000000000000007,
+    .knn_memory = 1,
+    .knn_memory_share = 10,
+    .knn_queries = 1,
+    .knn_queries_share = 50,
+    .lin_epochs = 50,
+    .lin_batch = 128,
+    .lin_lr = 0.40000000000000002,
+    .lin_momentum = 0.90000000000000002,
+    .lin_weight_decay = 0,
+    .lin_milestones = milestones,
+    .lin_nmilestones = 2,
+    .lin_train = 0,
+    .lin_train_share = 100,
+    .lin_test = 2,
+    .lin_test_share = 100,
+    .top1 = 1,
+    .top5 = 1,
+    .repeat = 3,
+    .confidence = 0.90000000000000002,
+    .gradcam_images = gradcam_images,
+    .gradcam_nimages = 3,
+    .protocol =
+        "LEWEL_B pre-training of a resnet50 (stem imagenet) for 100 epochs at batch 128 on 2 GPUs (BN per GPU), lars lr 0.45, target eman from 0.98; kNN: k 20, majority vote, memory val (first 10% of each class), queries val (first 50% of each class); linear: 50 epochs, batch 128, SGD lr 0.4, trained on train, tested on test; 3 runs, mean and 90% Student-t interval."
+        ,
     .feat_dim = CHANNELS,
     .params = net_params_info,
     .nparams = NPARAMS,
@@ -152,6 +187,9 @@ static const lwl_program program = {
     .net_init_weights = net_init_weights,
     .net_step = net_step,
     .net_features = net_features,
+    .net_maps = net_maps,
+    .fh = 7,
+    .fw = 7,
     .dump_config = "\"backbone\": \"resnet50\", \"stem\": \"imagenet\", \"size\": 224, \"batch\": 128, \"groups\": 2, \"heads\": 4, \"hidden\": 4096, \"dim\": 256, \"local_weight\": 0.5, \"head\": \"lewel_b\", \"target\": \"eman\", \"optimizer\": \"lars\", \"momentum\": 0.90000000000000002, \"weight_decay\": 9.9999999999999995e-07, \"eta\": 0.001",
 };
 

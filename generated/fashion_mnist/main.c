@@ -117,6 +117,14 @@ static lwl_state state(void)
     return s;
 }
 
+static const int milestones[] = { 6, 8, 0 };   /* the last is a terminator */
+static const char *const gradcam_images[] = {
+    "images/bird.jpg",
+    "images/dog.jpg",
+    "images/cat.jpg",
+    NULL,
+};
+
 static const lwl_program program = {
     .name = "fashion_mnist",
     .spec = spec,
@@ -140,6 +148,33 @@ static const lwl_program program = {
     .summary = summary,
     .views = &views_pipeline,
     .knn_every = 2,
+    .knn_k = 20,
+    .knn_weighted = 0,
+    .knn_temperature = 0.070000000000000007,
+    .knn_memory = 0,
+    .knn_memory_share = 100,
+    .knn_queries = 1,
+    .knn_queries_share = 100,
+    .lin_epochs = 10,
+    .lin_batch = 128,
+    .lin_lr = 0.40000000000000002,
+    .lin_momentum = 0.90000000000000002,
+    .lin_weight_decay = 0,
+    .lin_milestones = milestones,
+    .lin_nmilestones = 2,
+    .lin_train = 0,
+    .lin_train_share = 100,
+    .lin_test = 2,
+    .lin_test_share = 100,
+    .top1 = 1,
+    .top5 = 1,
+    .repeat = 1,
+    .confidence = 0.90000000000000002,
+    .gradcam_images = gradcam_images,
+    .gradcam_nimages = 3,
+    .protocol =
+        "LEWEL_B pre-training of a resnet18 (stem small) for 4 epochs at batch 64 on 1 GPU (BN per GPU), lars lr 0.225, target eman from 0.98; kNN: k 20, majority vote, memory train, queries val; linear: 10 epochs, batch 128, SGD lr 0.4, trained on train, tested on test; 1 run, mean and 90% Student-t interval."
+        ,
     .feat_dim = CHANNELS,
     .params = net_params_info,
     .nparams = NPARAMS,
@@ -157,6 +192,9 @@ static const lwl_program program = {
     .net_init_weights = net_init_weights,
     .net_step = net_step,
     .net_features = net_features,
+    .net_maps = net_maps,
+    .fh = 4,
+    .fw = 4,
     .dump_config = "\"backbone\": \"resnet18\", \"stem\": \"small\", \"size\": 32, \"batch\": 64, \"groups\": 1, \"heads\": 4, \"hidden\": 512, \"dim\": 128, \"local_weight\": 0.5, \"head\": \"lewel_b\", \"target\": \"eman\", \"optimizer\": \"lars\", \"momentum\": 0.90000000000000002, \"weight_decay\": 9.9999999999999995e-07, \"eta\": 0.001",
 };
 

@@ -1512,13 +1512,22 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     return 0;
 }
 
-/* Pooled layer4 features (BATCH, CHANNELS) of x (BATCH, 3, SIZE, SIZE): the
+/* layer4's output (BATCH, CHANNELS, POSITIONS) of x (BATCH, 3, SIZE, SIZE): the
  * online backbone in eval mode with group 0's running statistics. */
-int net_features(const float *x, float *feat)
+const float *net_maps(const float *x)
 {
     memcpy(TACT, x, sizeof(float) * 19267584u);
-    CK(backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]));
-    const float *f = TACT + 3583770624u;
+    if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)
+        return NULL;
+    return TACT + 3583770624u;
+}
+
+/* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */
+int net_features(const float *x, float *feat)
+{
+    const float *f = net_maps(x);
+    if (!f)
+        return -1;
     for (int i = 0; i < BATCH * CHANNELS; i++) {
         double s = 0;
         for (int j = 0; j < POSITIONS; j++)
