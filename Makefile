@@ -104,10 +104,10 @@ fuzz:
 bench: all
 	bench/check_time.sh
 
-demo: deps
+demo:
+	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all
-	@echo "make demo: the CPU demo needs code generation and the training program," \
-	  "which are not built yet; see README.md."; exit 1
+	@tools/demo.sh
 
 clean:
 	rm -rf build
@@ -123,3 +123,16 @@ generated: $(B)/lwlc
 
 # lwlc links programs with the runtime's libraries: rebuild it when they change
 $(B)/compiler/main.o: mk/runtime.mk
+
+# ---- the study: scaled down on the CPU, or whole on a GPU machine with ImageNet-100
+.PHONY: study-mini study
+study-mini:
+	@tools/deps.sh demo
+	@$(MAKE) --no-print-directory all
+	@tools/study.sh mini
+
+study:
+	@test -n "$(DATA)" || { echo "make study DATA=/path/to/imagenet100 (an ImageFolder tree)"; \
+	  exit 2; }
+	@$(MAKE) --no-print-directory all
+	@tools/study.sh full "$(DATA)"

@@ -8,13 +8,15 @@ set -euo pipefail
 pkgs=(flex bison gcc make pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgsl-dev)
 # Build: the CPU engine (oneDNN, OpenBLAS) and the safetensors header parser.
 pkgs+=(libdnnl-dev libopenblas-dev libcjson-dev)
-# Tests: the C test framework, the TAP harness, sanitizer runtimes, the oracle.
-pkgs+=(libcmocka-dev perl clang libclang-rt-14-dev python3 python3-torchvision python3-pil
-       python3-numpy python3-scipy)
 # Reports: training curves drawn by gnuplot (tools/plot_curves.py).
 pkgs+=(gnuplot-nox)
-# Data: the demo's real image data set.
-pkgs+=(dataset-fashion-mnist)
+# Data: the demo's real image data set, and Pillow to write it as JPEG files.
+pkgs+=(dataset-fashion-mnist python3 python3-pil)
+# Tests only: the C test framework, the TAP harness, sanitizer runtimes, the oracle.
+if [ "${1:-test}" != demo ]; then
+    pkgs+=(libcmocka-dev perl clang libclang-rt-14-dev python3-torchvision python3-numpy
+           python3-scipy)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

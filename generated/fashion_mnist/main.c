@@ -57,11 +57,11 @@ static const char spec[] =
     "}\n"
     "\n"
     "train {\n"
-    "    epochs 4\n"
-    "    batch 64\n"
+    "    epochs 6\n"
+    "    batch 32\n"
     "    gpus 1\n"
     "    optimizer lars\n"
-    "    lr 0.225\n"
+    "    lr 0.1125\n"
     "    momentum 0.9\n"
     "    weight_decay 1e-6\n"
     "    eta 0.001\n"
@@ -81,12 +81,12 @@ static const char spec[] =
     "        queries val\n"
     "    }\n"
     "    linear {\n"
-    "        epochs 10\n"
-    "        batch 128\n"
-    "        lr 0.4\n"
+    "        epochs 6\n"
+    "        batch 64\n"
+    "        lr 0.1\n"
     "        momentum 0.9\n"
     "        weight_decay 0\n"
-    "        milestones [6, 8]\n"
+    "        milestones [4]\n"
     "        train train\n"
     "        test test\n"
     "    }\n"
@@ -105,8 +105,8 @@ static const char spec[] =
 
 static const char summary[] =
     "  model                  resnet18, stem small, head lewel_b (heads 4, hidden 512, dim 128)\n"
-    "  train                  batch 64 on 1 gpus (BN groups 1), 4 epochs, warm-up 1\n"
-    "  optimizer              lars lr 0.225 momentum 0.9 weight_decay 1e-06 (LARS)\n"
+    "  train                  batch 32 on 1 gpus (BN groups 1), 6 epochs, warm-up 1\n"
+    "  optimizer              lars lr 0.1125 momentum 0.9 weight_decay 1e-06 (LARS)\n"
     "  target                 eman, start momentum 0.98\n"
     "  views                  32 px, view 1: 6 transforms, view 2: 6\n"
     ;
@@ -117,7 +117,7 @@ static lwl_state state(void)
     return s;
 }
 
-static const int milestones[] = { 6, 8, 0 };   /* the last is a terminator */
+static const int milestones[] = { 4, 0 };   /* the last is a terminator */
 static const char *const gradcam_images[] = {
     "images/bird.jpg",
     "images/dog.jpg",
@@ -135,14 +135,14 @@ static const lwl_program program = {
     .split_seed = 0,
     .mean = { 0.485f, 0.456f, 0.406f },
     .std = { 0.229f, 0.224f, 0.225f },
-    .epochs = 4,
+    .epochs = 6,
     .batch = BATCH,
     .gpus = 1,
     .groups = GROUPS,
     .size = SIZE,
     .warmup = 1,
     .cosine_per_step = 0,
-    .lr = 0.22500000000000001,
+    .lr = 0.1125,
     .ema = 0.97999999999999998,
     .seed = 0,
     .summary = summary,
@@ -155,13 +155,13 @@ static const lwl_program program = {
     .knn_memory_share = 100,
     .knn_queries = 1,
     .knn_queries_share = 100,
-    .lin_epochs = 10,
-    .lin_batch = 128,
-    .lin_lr = 0.40000000000000002,
+    .lin_epochs = 6,
+    .lin_batch = 64,
+    .lin_lr = 0.10000000000000001,
     .lin_momentum = 0.90000000000000002,
     .lin_weight_decay = 0,
     .lin_milestones = milestones,
-    .lin_nmilestones = 2,
+    .lin_nmilestones = 1,
     .lin_train = 0,
     .lin_train_share = 100,
     .lin_test = 2,
@@ -173,7 +173,7 @@ static const lwl_program program = {
     .gradcam_images = gradcam_images,
     .gradcam_nimages = 3,
     .protocol =
-        "LEWEL_B pre-training of a resnet18 (stem small) for 4 epochs at batch 64 on 1 GPU (BN per GPU), lars lr 0.225, target eman from 0.98; kNN: k 20, majority vote, memory train, queries val; linear: 10 epochs, batch 128, SGD lr 0.4, trained on train, tested on test; 1 run, mean and 90% Student-t interval."
+        "LEWEL_B pre-training of a resnet18 (stem small) for 6 epochs at batch 32 on 1 GPU (BN per GPU), lars lr 0.1125, target eman from 0.98; kNN: k 20, majority vote, memory train, queries val; linear: 6 epochs, batch 64, SGD lr 0.1, trained on train, tested on test; 1 run, mean and 90% Student-t interval."
         ,
     .feat_dim = CHANNELS,
     .params = net_params_info,
@@ -195,7 +195,7 @@ static const lwl_program program = {
     .net_maps = net_maps,
     .fh = 4,
     .fw = 4,
-    .dump_config = "\"backbone\": \"resnet18\", \"stem\": \"small\", \"size\": 32, \"batch\": 64, \"groups\": 1, \"heads\": 4, \"hidden\": 512, \"dim\": 128, \"local_weight\": 0.5, \"head\": \"lewel_b\", \"target\": \"eman\", \"optimizer\": \"lars\", \"momentum\": 0.90000000000000002, \"weight_decay\": 9.9999999999999995e-07, \"eta\": 0.001",
+    .dump_config = "\"backbone\": \"resnet18\", \"stem\": \"small\", \"size\": 32, \"batch\": 32, \"groups\": 1, \"heads\": 4, \"hidden\": 512, \"dim\": 128, \"local_weight\": 0.5, \"head\": \"lewel_b\", \"target\": \"eman\", \"optimizer\": \"lars\", \"momentum\": 0.90000000000000002, \"weight_decay\": 9.9999999999999995e-07, \"eta\": 0.001",
 };
 
 int main(int argc, char **argv)

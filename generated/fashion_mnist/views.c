@@ -11,14 +11,14 @@
 /* The source box view 1 reads for one sample. */
 static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
-    /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (fashion_mnist.lwl:14) */
+    /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (fashion_mnist.lwl:15) */
     static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 1, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 1 (fashion_mnist.lwl:13): 
+/* View 1 (fashion_mnist.lwl:14): 
  *   resized_crop p 1
  *   horizontal_flip p 0.5
  *   color_jitter p 0.8
@@ -41,14 +41,14 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
         lwl_rec_resized_crop(rec, 1, box);
     first = 0;
 
-    /* horizontal_flip p 0.5 (fashion_mnist.lwl:15) */
+    /* horizontal_flip p 0.5 (fashion_mnist.lwl:16) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 1 }, 0.5)) {
         lwl_hflip(&im);
         if (rec)
             lwl_strbuf_printf(rec, ", {\"op\": \"horizontal_flip\"}");
     }
 
-    /* color_jitter p 0.8 (fashion_mnist.lwl:16) */
+    /* color_jitter p 0.8 (fashion_mnist.lwl:17) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 2 }, 0.80000000000000004)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 1, 2 },
                                          0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
@@ -57,21 +57,21 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_rec_jitter(rec, 0, &j);
     }
 
-    /* grayscale p 0.2 (fashion_mnist.lwl:17) */
+    /* grayscale p 0.2 (fashion_mnist.lwl:18) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 3 }, 0.20000000000000001)) {
         lwl_grayscale(&im);
         if (rec)
             lwl_strbuf_printf(rec, ", {\"op\": \"grayscale\"}");
     }
 
-    /* gaussian_blur p 1 (fashion_mnist.lwl:18) */
+    /* gaussian_blur p 1 (fashion_mnist.lwl:19) */
     double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 4 }, 0.10000000000000001, 2);
     if (lwl_gaussian_blur(&im, sigma))
         return -1;
     if (rec)
         lwl_strbuf_printf(rec, ", {\"op\": \"gaussian_blur\", \"sigma\": %.17g}", sigma);
 
-    /* solarize p 0 (fashion_mnist.lwl:19): no code */
+    /* solarize p 0 (fashion_mnist.lwl:20): no code */
     (void)first;
     if (rec)
         lwl_strbuf_printf(rec, "]");
@@ -81,14 +81,14 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
 /* The source box view 2 reads for one sample. */
 static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
-    /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (fashion_mnist.lwl:22) */
+    /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (fashion_mnist.lwl:23) */
     static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 2, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 2 (fashion_mnist.lwl:21): 
+/* View 2 (fashion_mnist.lwl:22): 
  *   resized_crop p 1
  *   horizontal_flip p 0.5
  *   color_jitter p 0.8
@@ -111,14 +111,14 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
         lwl_rec_resized_crop(rec, 1, box);
     first = 0;
 
-    /* horizontal_flip p 0.5 (fashion_mnist.lwl:23) */
+    /* horizontal_flip p 0.5 (fashion_mnist.lwl:24) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 1 }, 0.5)) {
         lwl_hflip(&im);
         if (rec)
             lwl_strbuf_printf(rec, ", {\"op\": \"horizontal_flip\"}");
     }
 
-    /* color_jitter p 0.8 (fashion_mnist.lwl:24) */
+    /* color_jitter p 0.8 (fashion_mnist.lwl:25) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 2 }, 0.80000000000000004)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 2, 2 },
                                          0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
@@ -127,14 +127,14 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_rec_jitter(rec, 0, &j);
     }
 
-    /* grayscale p 0.2 (fashion_mnist.lwl:25) */
+    /* grayscale p 0.2 (fashion_mnist.lwl:26) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 3 }, 0.20000000000000001)) {
         lwl_grayscale(&im);
         if (rec)
             lwl_strbuf_printf(rec, ", {\"op\": \"grayscale\"}");
     }
 
-    /* gaussian_blur p 0.1 (fashion_mnist.lwl:26) */
+    /* gaussian_blur p 0.1 (fashion_mnist.lwl:27) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 4 }, 0.10000000000000001)) {
         double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 4 }, 0.10000000000000001, 2);
         if (lwl_gaussian_blur(&im, sigma))
@@ -143,7 +143,7 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_strbuf_printf(rec, ", {\"op\": \"gaussian_blur\", \"sigma\": %.17g}", sigma);
     }
 
-    /* solarize p 0.2 (fashion_mnist.lwl:27) */
+    /* solarize p 0.2 (fashion_mnist.lwl:28) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 5 }, 0.20000000000000001)) {
         lwl_solarize_image(&im, 128);
         if (rec)
