@@ -803,6 +803,11 @@ static int run_phase(run *r, const char *ph)
 
 int lwl_main(const lwl_program *p, int argc, char **argv)
 {
+    /* OpenMP threads that spin while they wait stall each other as soon as another
+     * process wants a core (a step took 2.5x longer on a loaded 2-core machine), and
+     * libgomp reads the policy only when it loads: so set it and start again. */
+    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
+        execv("/proc/self/exe", argv);
     run r;
     memset(&r, 0, sizeof r);
     r.p = p;

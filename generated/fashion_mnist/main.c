@@ -57,7 +57,7 @@ static const char spec[] =
     "}\n"
     "\n"
     "train {\n"
-    "    epochs 6\n"
+    "    epochs 5\n"
     "    batch 32\n"
     "    gpus 1\n"
     "    optimizer lars\n"
@@ -105,7 +105,7 @@ static const char spec[] =
 
 static const char summary[] =
     "  model                  resnet18, stem small, head lewel_b (heads 4, hidden 512, dim 128)\n"
-    "  train                  batch 32 on 1 gpus (BN groups 1), 6 epochs, warm-up 1\n"
+    "  train                  batch 32 on 1 gpus (BN groups 1), 5 epochs, warm-up 1\n"
     "  optimizer              lars lr 0.1125 momentum 0.9 weight_decay 1e-06 (LARS)\n"
     "  target                 eman, start momentum 0.98\n"
     "  views                  32 px, view 1: 6 transforms, view 2: 6\n"
@@ -135,7 +135,7 @@ static const lwl_program program = {
     .split_seed = 0,
     .mean = { 0.485f, 0.456f, 0.406f },
     .std = { 0.229f, 0.224f, 0.225f },
-    .epochs = 6,
+    .epochs = 5,
     .batch = BATCH,
     .gpus = 1,
     .groups = GROUPS,
@@ -173,7 +173,7 @@ static const lwl_program program = {
     .gradcam_images = gradcam_images,
     .gradcam_nimages = 3,
     .protocol =
-        "LEWEL_B pre-training of a resnet18 (stem small) for 6 epochs at batch 32 on 1 GPU (BN per GPU), lars lr 0.1125, target eman from 0.98; kNN: k 20, majority vote, memory train, queries val; linear: 6 epochs, batch 64, SGD lr 0.1, trained on train, tested on test; 1 run, mean and 90% Student-t interval."
+        "LEWEL_B pre-training of a resnet18 (stem small) for 5 epochs at batch 32 on 1 GPU (BN per GPU), lars lr 0.1125, target eman from 0.98; kNN: k 20, majority vote, memory train, queries val; linear: 6 epochs, batch 64, SGD lr 0.1, trained on train, tested on test; 1 run, mean and 90% Student-t interval."
         ,
     .feat_dim = CHANNELS,
     .params = net_params_info,
