@@ -830,7 +830,13 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
         report |= !strcmp(r.o.phases[i], "report");
 
     /* Each repeat k runs with seed + k in run<k>/ (directly in --out for one run). */
-    int repeats = r.repeats = r.o.repeat ? r.o.repeat : p->repeat;
+    /* Repeats are of the protocol: data phases alone (scan, views, dump, bench,
+     * features) run once, with the base seed, directly in --out. */
+    int protocol = 0;
+    for (int i = 0; i < r.o.nphases; i++)
+        protocol |= !strcmp(r.o.phases[i], "pretrain") || !strcmp(r.o.phases[i], "knn") ||
+                    !strcmp(r.o.phases[i], "linear") || !strcmp(r.o.phases[i], "gradcam");
+    int repeats = r.repeats = r.o.repeat ? r.o.repeat : protocol ? p->repeat : 1;
     for (int k = 0; rc == 0 && k < repeats; k++) {
         char sub[32];
         snprintf(sub, sizeof sub, "run%d", k);
