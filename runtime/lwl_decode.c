@@ -169,15 +169,25 @@ static int jpeg_decode(const uint8_t *buf, size_t len, const lwl_box *region, lw
         longjmp(err.jb, 1);
     }
 
-    /* The rows; a truncated file yields libjpeg's filler rows and a warning. */
-    for (int y = y0; y < y1; y++) {
-        JSAMPROW rp = row;
+    /* The rows; a truncated file yields libjpeg's filler rows and a warning. RGB output
+     * goes straight into the image, several rows a call (no copy, and libjpeg need not
+     * upsample into its spare row when a call asks for fewer rows than it makes). */
+    int direct = nc == 3 && cinfo.output_width == cw;
 
-        if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) {
+    for (int y = y0; y < y1;) {
+        JSAMPROW rp[8];
+        int want = direct ? (y1 - y < 8 ? y1 - y : 8) : 1, got;
+
+        for (int k = 0; k < want; k++)
+            rp[k] = direct ? out->px + (size_t)(y - y0 + k) * cw * 3 : row;
+        got = (int)jpeg_read_scanlines(&cinfo, rp, (JDIMENSION)want);
+        if (got < 1) {
             st_set(st, "JPEG: no data for row %d", y);
             longjmp(err.jb, 1);
         }
-        jpeg_row_to_rgb(row, nc, (int)cw, out->px + (size_t)(y - y0) * cw * 3);
+        if (!direct)
+            jpeg_row_to_rgb(row, nc, (int)cw, out->px + (size_t)(y - y0) * cw * 3);
+        y += got;
     }
     if (ox)
         *ox = (int)cx;
