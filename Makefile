@@ -78,7 +78,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
 $(B)/tests/%: tests/unit/%.c $(B)/libfront.a $(B)/liblwl.a
 	@mkdir -p $(B)/tests
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $^ $(RUNTIME_LIBS) -lcmocka -lm
+	$(CC) $(ALL_CFLAGS) -Itests -Icompiler/tmpl -o $@ $^ $(RUNTIME_LIBS) -lcmocka -lm
 
 unit: $(UNIT_BIN)
 

@@ -126,6 +126,7 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
         snprintf(pre, sizeof pre, "H%d_", v + 1);
         char n[64];
 #define SLOT(suffix, count, what) (snprintf(n, sizeof n, "%s" suffix, pre), place(a, n, count, what))
+        SLOT("X", B * C * P, "(B, C, P) layer4's output in plain layout");
         SLOT("U", RU * C, "(rows_u, C) pooled vector and positions");
         SLOT("Z", RU * D, "(rows_u, D) proj output");
         SLOT("ZG", B * D, "(B, D) global embedding");
@@ -148,7 +149,8 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
             SLOT("ZO", RO * D, "(B K, D) target aligned embedding");
 #undef SLOT
     }
-    place(a, "TH_U", RU * C, "target head scratch (rows_u, C)");
+    place(a, "TH_X", B * C * P, "target head scratch: (B, C, P) plain layer4");
+    place(a, "TH_U", RU * C, "(rows_u, C)");
     place(a, "TH_Z", RU * D, "(rows_u, D)");
     place_mlp_save(a, p, "TH_", 0);
     if (p->lewel) {
@@ -156,7 +158,8 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
         place(a, "TH_O", RO * C, "(B K, C)");
         place_mlp_save(a, p, "TH_", 1);
     }
-    place(a, "D_ZG", B * D, "backward: (B, D)");
+    place(a, "D_X", B * C * P, "backward: (B, C, P) plain d(layer4 output)");
+    place(a, "D_ZG", B * D, "(B, D)");
     place(a, "D_Z", RU * D, "(rows_u, D)");
     place(a, "D_U", RU * C, "(rows_u, C)");
     size_t rmax = RU > RO ? RU : RO;
@@ -271,28 +274,38 @@ static void conv_comment(emitter *e, const lwl_pconv *c)
 }
 
 /* One conv + BN of the forward pass; `train`: batch statistics (saved in st). */
+/* One conv + BN of the forward pass; `train`: batch statistics (saved in st). With a
+ * residual block `bl`, the BN also ends the block: relu(bn + shortcut) into bl's output. */
 static void fwd_conv(emitter *e, const lwl_plan *p, int i, int train, const char *w,
-                     const char *run, const char *a, const char *st, int groups)
+                     const char *run, const char *a, const char *st, const lwl_pblock *bl,
+                     int shortcut)
 {
     const lwl_pconv *c = &p->convs[i];
     conv_comment(e, c);
     L("    CK(lwl_conv_fwd(conv[%d], %s, %s + %zuu, %s));", i, act(p, a, c->in), w,
       p->params[c->weight].off, act(p, a, c->pre));
     int hw = c->hout * c->wout;
+    char res[64] = "NULL";
+    if (bl) {
+        L("    /* %s: out = relu(bn + shortcut), in the BN's pass */", bl->name);
+        snprintf(res, sizeof res, "%s", act(p, a, shortcut));
+    }
+    const char *out = act(p, a, bl ? bl->out : c->out);
+    size_t g = (size_t)p->groups;
     if (train) {
-        size_t so = stats_off(p, i), g = (size_t)p->groups;
-        L("    bn_train(%s, %s, %d, %d, %d, %d, %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu,",
-          act(p, a, c->pre), act(p, a, c->out), p->batch, c->cout, hw, p->groups, w,
-          p->params[c->gamma].off, w, p->params[c->beta].off, st, so, st,
-          so + g * (size_t)c->cout);
-        L("             %s + %zuu, %s + %zuu, %d);", run, p->bufs[c->mean].off * g, run,
-          p->bufs[c->var].off * g, c->relu);
+        size_t so = stats_off(p, i);
+        L("    bn_train(%s, %s, %d, %d, %d, %d, ACT_BLK(%d),", act(p, a, c->pre), out, p->batch,
+          c->cout, hw, p->groups, c->cout);
+        L("             %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu,", w, p->params[c->gamma].off, w,
+          p->params[c->beta].off, st, so, st, so + g * (size_t)c->cout);
+        L("             %s + %zuu, %s + %zuu, %d, %s);", run, p->bufs[c->mean].off * g, run,
+          p->bufs[c->var].off * g, c->relu, res);
     } else {
-        size_t g = (size_t)p->groups;
-        L("    bn_eval(%s, %s, %d, %d, %d, %s, %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu, %d);",
-          act(p, a, c->pre), act(p, a, c->out), p->batch, c->cout, hw, groups ? "groups" : "1",
-          w, p->params[c->gamma].off, w, p->params[c->beta].off, run,
-          p->bufs[c->mean].off * g, run, p->bufs[c->var].off * g, c->relu);
+        L("    bn_eval(%s, %s, %d, %d, %d, groups, ACT_BLK(%d),", act(p, a, c->pre), out,
+          p->batch, c->cout, hw, c->cout);
+        L("            %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu, %d, %s);", w,
+          p->params[c->gamma].off, w, p->params[c->beta].off, run, p->bufs[c->mean].off * g, run,
+          p->bufs[c->var].off * g, c->relu, res);
     }
 }
 
@@ -312,8 +325,7 @@ static void emit_backbone_fwd(emitter *e, const lwl_plan *p, int train)
         L("                         lwl_pool *pool)");
     }
     L("{");
-    int ci = 0;
-    fwd_conv(e, p, ci++, train, "w", "run", "a", "st", 1);
+    fwd_conv(e, p, 0, train, "w", "run", "a", "st", NULL, 0);
     if (p->stem_pool) {
         L("    /* maxpool: 3x3 stride 2 pad 1 */");
         L("    CK(lwl_maxpool_fwd(pool, %s, %s));", act(p, "a", p->pool_in),
@@ -323,15 +335,17 @@ static void emit_backbone_fwd(emitter *e, const lwl_plan *p, int train)
         const lwl_pblock *bl = &p->blocks[b];
         L("%s", "");
         L("    /* %s */", bl->name);
-        for (int j = 0; j < bl->nconv; j++)
-            fwd_conv(e, p, bl->conv[j], train, "w", "run", "a", "st", 1);
-        int sc = bl->in;
+        /* the last BN of the block adds the shortcut: the main path's when there is a
+         * downsample (which then comes last), else the block's input */
+        int last = bl->conv[bl->nconv - 1];
+        for (int j = 0; j + 1 < bl->nconv; j++)
+            fwd_conv(e, p, bl->conv[j], train, "w", "run", "a", "st", NULL, 0);
         if (bl->down >= 0) {
-            fwd_conv(e, p, bl->down, train, "w", "run", "a", "st", 1);
-            sc = p->convs[bl->down].out;
+            fwd_conv(e, p, last, train, "w", "run", "a", "st", NULL, 0);
+            fwd_conv(e, p, bl->down, train, "w", "run", "a", "st", bl, p->convs[last].out);
+        } else {
+            fwd_conv(e, p, last, train, "w", "run", "a", "st", bl, bl->in);
         }
-        L("    add_relu(%s, %s, %s, %zuu);", act(p, "a", p->convs[bl->conv[bl->nconv - 1]].out),
-          act(p, "a", sc), act(p, "a", bl->out), act_n(p, bl->out));
     }
     L("    return 0;");
     L("}");
@@ -346,9 +360,10 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
     const lwl_pconv *c = &p->convs[i];
     size_t so = stats_off(p, i), g = (size_t)p->groups;
     conv_comment(e, c);
-    L("    bn_train_bwd(%s, %s, %s, %s, %d, %d, %d, %d, PARAMS + %zuu, %s + %zuu, %s + %zuu,",
-      act(p, a, c->pre), dy, c->relu ? act(p, a, c->out) : "NULL", tmp, p->batch, c->cout,
-      c->hout * c->wout, p->groups, p->params[c->gamma].off, st, so, st,
+    L("    bn_train_bwd(%s, %s, %s, %s, %d, %d, %d, %d, ACT_BLK(%d),", act(p, a, c->pre), dy,
+      c->relu ? act(p, a, c->out) : "NULL", tmp, p->batch, c->cout, c->hout * c->wout,
+      p->groups, c->cout);
+    L("                 PARAMS + %zuu, %s + %zuu, %s + %zuu,", p->params[c->gamma].off, st, so, st,
       so + g * (size_t)c->cout);
     L("                 GRADS + %zuu, GRADS + %zuu);", p->params[c->gamma].off,
       p->params[c->beta].off);
@@ -454,7 +469,7 @@ static void emit_gather(emitter *e, const lwl_plan *p, const char *z, const char
 static void emit_head(emitter *e, const lwl_plan *p)
 {
     const lwl_spec *s = p->spec;
-    const char *feat = act(p, "a", p->feat);
+    const char *featb = act(p, "a", p->feat);
     int target_train = s->model.target == TARGET_EMA;
 
     L("/* The online head of view v (its activations in a): proj over [pooled,");
@@ -462,8 +477,10 @@ static void emit_head(emitter *e, const lwl_plan *p)
       p->lewel ? "the alignment maps, proj_obj over the aligned features," : "");
     L("static int head_online(int v, const float *a)");
     L("{");
+    L("    float *x = v ? H2_X : H1_X;");
     L("    float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;");
-    L("    head_rows(%s, u, BATCH, CHANNELS, POSITIONS, %d);", feat, p->lewel);
+    L("    CK(lwl_act_to_plain(feat_layout, %s, x));", featb);
+    L("    head_rows(x, u, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
     L("    if (v == 0) {");
     mlp_call(e, p, 0, "u", "z", "PARAMS", "BUFS", "H1_", "1", "1");
     L("    } else {");
@@ -473,7 +490,7 @@ static void emit_head(emitter *e, const lwl_plan *p)
     if (p->lewel) {
         L("    float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;");
         L("    head_maps(z, am, BATCH, DIM, POSITIONS);");
-        L("    CK(head_align(%s, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));", feat);
+        L("    CK(head_align(x, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));");
     }
     for (int v = 0; v < 2; v++) {
         const char *pre = v ? "H2_" : "H1_";
@@ -501,13 +518,14 @@ static void emit_head(emitter *e, const lwl_plan *p)
       "in eval mode with the moving-average statistics, target eman");
     L("static int head_target(int v, const float *a)");
     L("{");
-    L("    head_rows(%s, TH_U, BATCH, CHANNELS, POSITIONS, %d);", feat, p->lewel);
+    L("    CK(lwl_act_to_plain(feat_layout, %s, TH_X));", featb);
+    L("    head_rows(TH_X, TH_U, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
     const char *tr = target_train ? "1" : "0";
     mlp_call(e, p, 0, "TH_U", "TH_Z", "TARGET", "TBUFS", "TH_", tr, tr);
     emit_gather(e, p, "TH_Z", "(v ? T2_ZG : T1_ZG)");
     if (p->lewel) {
         L("    head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);");
-        L("    CK(head_align(%s, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));", feat);
+        L("    CK(head_align(TH_X, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));");
         mlp_call(e, p, 1, "TH_O", "(v ? T2_ZO : T1_ZO)", "TARGET", "TBUFS", "TH_", tr, tr);
     }
     L("    return 0;");
@@ -515,9 +533,9 @@ static void emit_head(emitter *e, const lwl_plan *p)
     L("%s", "");
 
     L("/* Backward of the online head of view v into S0 = d(layer4 output). */");
-    L("static int head_bwd(int v, const float *a)");
+    L("static int head_bwd(int v)");
     L("{");
-    L("    memset(S0, 0, sizeof(float) * %zuu);", act_n(p, p->feat));
+    L("    memset(D_X, 0, sizeof(float) * %zuu);", act_n(p, p->feat));
     for (int v = 0; v < 2; v++) {
         const char *pre = v ? "H2_" : "H1_";
         L("    %s {", v ? "else" : "if (v == 0)");
@@ -531,8 +549,8 @@ static void emit_head(emitter *e, const lwl_plan *p)
             mlp_bwd_call(e, p, 3, x, dy, "D_ZO", pre);
             snprintf(x, sizeof x, "%sO", pre);
             mlp_bwd_call(e, p, 1, x, "D_ZO", "D_O", pre);
-            L("        CK(head_align_bwd(%s, %sAM, D_O, D_AM, S0, BATCH, CHANNELS, POSITIONS, "
-              "DIM, HEADS));", feat, pre);
+            L("        CK(head_align_bwd(%sX, %sAM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, "
+              "DIM, HEADS));", pre, pre);
         }
         L("    }");
     }
@@ -548,7 +566,8 @@ static void emit_head(emitter *e, const lwl_plan *p)
     L("    } else {");
     mlp_bwd_call(e, p, 0, "H2_U", "D_Z", "D_U", "H2_");
     L("    }");
-    L("    head_rows_bwd(D_U, S0, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    head_rows_bwd(D_U, D_X, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    CK(lwl_act_from_plain(feat_layout, D_X, S0));");
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -593,19 +612,13 @@ static void emit_optimizer(emitter *e, const lwl_plan *p)
     L("        float wd = ti->decay ? %.9gf : 0.0f, local = 1.0f;", s->train.weight_decay);
     if (lars) {
         L("        if (ti->decay) {");
-        L("            double nw = 0, ng = 0;");
-        L("            for (size_t i = 0; i < ti->numel; i++) {");
-        L("                nw += (double)w[i] * w[i];");
-        L("                ng += (double)g[i] * g[i];");
-        L("            }");
-        L("            nw = sqrt(nw);");
-        L("            ng = sqrt(ng);");
+        L("            double nw, ng;");
+        L("            sq_norms(w, g, ti->numel, &nw, &ng);");
         L("            if (nw > 0 && ng > 0)");
         L("                local = (float)(%.9g * nw / (ng + wd * nw));", s->train.eta);
         L("        }");
     }
-    L("        for (size_t i = 0; i < ti->numel; i++)");
-    L("            k_lars(&w[i], &buf[i], g[i], wd, local, lr, %.9gf, first);",
+    L("        lars_apply(w, buf, g, ti->numel, wd, local, lr, %.9gf, first);",
       s->train.momentum);
     L("    }");
     L("}");
@@ -616,12 +629,9 @@ static void emit_optimizer(emitter *e, const lwl_plan *p)
       eman ? "eman" : "ema");
     L("static void ema_step(float m)");
     L("{");
-    L("    for (size_t i = 0; i < TARGET_PARAM_FLOATS; i++)");
-    L("        TARGET[i] = k_ema(TARGET[i], PARAMS[i], m);");
-    if (eman) {
-        L("    for (size_t i = 0; i < TARGET_BUF_FLOATS; i++)");
-        L("        TBUFS[i] = k_ema(TBUFS[i], BUFS[i], m);");
-    }
+    L("    ema_apply(TARGET, PARAMS, TARGET_PARAM_FLOATS, m);");
+    if (eman)
+        L("    ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);");
     L("}");
     L("%s", "");
 }
@@ -657,6 +667,12 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("float *net_arena;");
     L("static lwl_conv *conv[%d];", p->nconvs);
     L("static lwl_pool *pools[3];  /* view 1, view 2, target: each keeps its maxima */");
+    L("static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C, P) */");
+    L("%s", "");
+    L("/* Activations stay in oneDNN's blocked layout between the convolutions (no reorder");
+    L(" * per call); ACT_BLK(c) is the channel block of a tensor with c channels. */");
+    L("static int act_blk = 1;");
+    L("#define ACT_BLK(c) ((c) %% act_blk ? 1 : act_blk)");
     L("%s", "");
     tensor_table(e, "net_params_info", p->params, p->nparams, 1);
     L("%s", "");
@@ -674,17 +690,25 @@ int emit_net_c(const lwl_plan *p, FILE *f)
       "(1 << 20));");
     L("        return -1;");
     L("    }");
+    int widest = p->hidden;
+    for (int i = 0; i < p->nconvs; i++)
+        widest = p->convs[i].cout > widest ? p->convs[i].cout : widest;
+    int rows = p->batch > rows_u(p) ? p->batch : rows_u(p);
+    L("    /* BN reductions: (images + groups, channels, 2) doubles of the widest BN */");
+    L("    CK(cpu_ops_init(%d, GROUPS, %d));", rows, widest);
+    L("    CK((act_blk = lwl_nn_act_block()) < 0);");
     for (int i = 0; i < p->nconvs; i++) {
         const lwl_pconv *c = &p->convs[i];
-        L("    CK(!(conv[%d] = lwl_conv_new(%d, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */", i,
-          p->batch, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
+        L("    CK(!(conv[%d] = lwl_conv_new_act(%d, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */",
+          i, p->batch, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
     }
     if (p->stem_pool) {
         const lwl_pact *a = &p->acts[p->pool_in];
         L("    for (int i = 0; i < 3; i++)");
-        L("        CK(!(pools[i] = lwl_maxpool_new(%d, %d, %d, %d, 3, 2, 1)));", p->batch, a->c,
-          a->h, a->w);
+        L("        CK(!(pools[i] = lwl_maxpool_new_act(%d, %d, %d, %d, 3, 2, 1)));", p->batch,
+          a->c, a->h, a->w);
     }
+    L("    CK(!(feat_layout = lwl_act_reorder_new(BATCH, CHANNELS, %d, %d)));", p->fh, p->fw);
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -694,6 +718,9 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("        lwl_conv_free(conv[i]);");
     L("    for (int i = 0; i < 3; i++)");
     L("        lwl_maxpool_free(pools[i]);");
+    L("    lwl_act_reorder_free(feat_layout);");
+    L("    feat_layout = NULL;");
+    L("    cpu_ops_free();");
     L("    free(net_arena);");
     L("    net_arena = NULL;");
     L("}");
@@ -788,7 +815,7 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    /* backward */");
     L("    for (int v = 0; v < 2; v++) {");
     L("        const float *a = v ? ACT2 : ACT1;");
-    L("        CK(head_bwd(v, a));");
+    L("        CK(head_bwd(v));");
     L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));");
     L("    }");
     L("%s", "");
@@ -804,7 +831,11 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    memcpy(TACT, x, sizeof(float) * %zuu);", act_n(p, 0));
     L("    if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)");
     L("        return NULL;");
-    L("    return %s;", act(p, "TACT", p->feat));
+    L("    if (lwl_act_to_plain(feat_layout, %s, TH_X) != 0) {", act(p, "TACT", p->feat));
+    L("        fprintf(stderr, \"%%s:%%d: %%s\\n\", __FILE__, __LINE__, lwl_nn_error());");
+    L("        return NULL;");
+    L("    }");
+    L("    return TH_X;");
     L("}");
     L("%s", "");
     L("/* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */");

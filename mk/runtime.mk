@@ -35,3 +35,6 @@ all: $(RUNTIME_TOOLS)
 # The hand-written LEWEL_B pipeline the data tests and bench/data.sh drive.
 $(B)/lwl-lewelb: tools/lwl-lewelb.c $(B)/liblwl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(RUNTIME_LIBS)
+
+# lwl_parallel_for's loop runs on OpenMP, the pool oneDNN already uses.
+$(B)/runtime/lwl_nn.o: RUNTIME_CFLAGS += -fopenmp

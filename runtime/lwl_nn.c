@@ -1,9 +1,9 @@
-/* CPU fp32 convolution and max pooling on oneDNN, GEMM on OpenBLAS. Every primitive lets oneDNN
- * choose its preferred memory layout; the plain NCHW/OIHW tensors of the caller are reordered
- * into buffers made at creation, so a call does reorders and one primitive, never a malloc. */
+/* CPU fp32 convolution, max pooling and GEMM on oneDNN. Every primitive lets oneDNN choose its
+ * preferred memory layout for what the caller gives in another; the caller's tensors (plain
+ * NCHW/OIHW, or activations in the blocked layout of lwl_nn_act_block) are reordered into
+ * buffers made at creation, so a call does reorders and one primitive, never a malloc. */
 #include "lwl_nn.h"
 
-#include <cblas.h>
 #include <dnnl.h>
 #include <dnnl_debug.h>
 #include <omp.h>
@@ -83,8 +83,16 @@ int lwl_nn_threads(int n)
         return -1;
     }
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
     return 0;
+}
+
+/* Runs fn(ctx, i) for i in [0, n) on the OpenMP threads oneDNN uses (one pool: no threads
+ * spinning against each other). Which thread runs an i must not change the result. */
+void lwl_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        fn(ctx, i);
 }
 
 /* ---- one argument of a primitive: the caller's plain tensor and, when the primitive wants
@@ -249,6 +257,57 @@ static int md_any(dnnl_memory_desc_t *md, int a, int b, int c, int d)
     return md_plain(md, a, b, c, d, dnnl_format_tag_any);
 }
 
+/* ---- the activation layout: oneDNN's preferred channel blocking on this CPU, found once by
+ * asking it for a ResNet-like convolution (64 -> 64 channels, 3x3). Keeping the step's
+ * activations in it saves a reorder of every conv's input and output. */
+static int nn_block;
+
+static int find_block(void)
+{
+    dnnl_memory_desc_t x, wt, y, b16, b8;
+    dnnl_convolution_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_dims_t one = {1, 1};
+    const dnnl_memory_desc_t *want;
+    int blk = 1;
+
+    if (md_any(&x, 2, 64, 8, 8) || md_any(&wt, 64, 64, 3, 3) || md_any(&y, 2, 64, 8, 8) ||
+        md_plain(&b16, 2, 64, 8, 8, dnnl_nChw16c) || md_plain(&b8, 2, 64, 8, 8, dnnl_nChw8c))
+        return -1;
+    DNNL(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct,
+                                            &x, &wt, NULL, &y, one, one, one));
+    DNNL(dnnl_primitive_desc_create(&pd, &d, NULL, nn_engine, NULL));
+    want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    if (want && dnnl_memory_desc_equal(want, &b16))
+        blk = 16;
+    else if (want && dnnl_memory_desc_equal(want, &b8))
+        blk = 8;
+    dnnl_primitive_desc_destroy(pd);
+    return blk;
+fail:
+    return -1;
+}
+
+int lwl_nn_act_block(void)
+{
+    if (nn_block == 0 && nn_acquire() == 0) {
+        int b = find_block();
+        nn_block = b > 0 ? b : 0;
+        nn_release();
+    }
+    return nn_block > 0 ? nn_block : -1;
+}
+
+/* The tag of an activation with c channels: blocked when c is a multiple of the block. */
+static dnnl_format_tag_t act_tag(int c)
+{
+    if (nn_block == 16 && c % 16 == 0)
+        return dnnl_nChw16c;
+    if (nn_block == 8 && c % 8 == 0)
+        return dnnl_nChw8c;
+    return dnnl_nchw;
+}
+
 /* A primitive attribute asking for a scratchpad the caller owns. */
 static int attr_user_scratch(dnnl_primitive_attr_t *attr)
 {
@@ -262,6 +321,7 @@ fail:
 /* ---- convolution */
 struct lwl_conv {
     int n, c, h, w, k, r, s, stride, pad, oh, ow;
+    int act;     /* x, y (and their gradients) in the activation layout, not plain NCHW */
     nn_op fwd;   /* x, wt -> y */
     nn_op bdata; /* dy, wt -> dx */
     nn_op bwts;  /* x, dy -> dwt */
@@ -280,8 +340,12 @@ static int conv_pds(lwl_conv *cv, dnnl_primitive_attr_t attr, dnnl_primitive_des
     dnnl_convolution_desc_t d;
     dnnl_dims_t strides = {cv->stride, cv->stride}, pad = {cv->pad, cv->pad};
 
-    if (md_any(&x, cv->n, cv->c, cv->h, cv->w) || md_any(&wt, cv->k, cv->c, cv->r, cv->s) ||
-        md_any(&y, cv->n, cv->k, cv->oh, cv->ow))
+    /* activations in the caller's layout when it keeps them blocked: no reorder per call */
+    if (md_plain(&x, cv->n, cv->c, cv->h, cv->w,
+                 cv->act ? act_tag(cv->c) : dnnl_format_tag_any) ||
+        md_any(&wt, cv->k, cv->c, cv->r, cv->s) ||
+        md_plain(&y, cv->n, cv->k, cv->oh, cv->ow,
+                 cv->act ? act_tag(cv->k) : dnnl_format_tag_any))
         return -1;
     DNNL(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct,
                                             &x, &wt, NULL, &y, strides, pad, pad));
@@ -302,9 +366,9 @@ static int conv_ops(lwl_conv *cv, dnnl_primitive_desc_t pd[3])
 {
     dnnl_memory_desc_t x, wt, y;
 
-    if (md_plain(&x, cv->n, cv->c, cv->h, cv->w, dnnl_nchw) ||
+    if (md_plain(&x, cv->n, cv->c, cv->h, cv->w, cv->act ? act_tag(cv->c) : dnnl_nchw) ||
         md_plain(&wt, cv->k, cv->c, cv->r, cv->s, dnnl_oihw) ||
-        md_plain(&y, cv->n, cv->k, cv->oh, cv->ow, dnnl_nchw))
+        md_plain(&y, cv->n, cv->k, cv->oh, cv->ow, cv->act ? act_tag(cv->k) : dnnl_nchw))
         return -1;
     if (op_init(&cv->fwd, pd[0]) ||
         op_arg(&cv->fwd, pd[0], dnnl_query_src_md, &x, DNNL_ARG_SRC, 0) ||
@@ -324,7 +388,8 @@ static int conv_ops(lwl_conv *cv, dnnl_primitive_desc_t pd[3])
     return 0;
 }
 
-lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
+static lwl_conv *conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad,
+                          int act)
 {
     dnnl_primitive_desc_t pd[3] = {NULL, NULL, NULL};
     dnnl_primitive_attr_t attr = NULL;
@@ -344,9 +409,13 @@ lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stri
     }
     *cv = (lwl_conv){.n = n, .c = c, .h = h, .w = w, .k = k, .r = r, .s = s, .stride = stride,
                      .pad = pad, .oh = (h + 2 * pad - r) / stride + 1,
-                     .ow = (w + 2 * pad - s) / stride + 1};
+                     .ow = (w + 2 * pad - s) / stride + 1, .act = act};
     if (nn_acquire() != 0) {
         free(cv);
+        return NULL;
+    }
+    if (act && lwl_nn_act_block() < 0) {
+        lwl_conv_free(cv);
         return NULL;
     }
     ok = attr_user_scratch(&attr) == 0 && conv_pds(cv, attr, pd) == 0 && conv_ops(cv, pd) == 0;
@@ -360,6 +429,17 @@ lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stri
         return NULL;
     }
     return cv;
+}
+
+lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
+{
+    return conv_new(n, c, h, w, k, r, s, stride, pad, 0);
+}
+
+lwl_conv *lwl_conv_new_act(int n, int c, int h, int w, int k, int r, int s, int stride,
+                           int pad)
+{
+    return conv_new(n, c, h, w, k, r, s, stride, pad, 1);
 }
 
 int lwl_conv_fwd(lwl_conv *cv, const float *x, const float *wt, float *y)
@@ -391,9 +471,11 @@ void lwl_conv_free(lwl_conv *cv)
     nn_release();
 }
 
-/* ---- max pooling, plain NCHW throughout; the workspace holds the positions of the maxima */
+/* ---- max pooling, plain NCHW or the activation layout throughout; the workspace holds the
+ * positions of the maxima */
 struct lwl_pool {
     int n, c, h, w, k, stride, pad, oh, ow;
+    int act;
     nn_op fwd, bwd;
     dnnl_memory_t workspace;
 };
@@ -412,8 +494,8 @@ static int pool_ops(lwl_pool *p, dnnl_primitive_attr_t attr)
     dnnl_dims_t strides = {p->stride, p->stride}, kernel = {p->k, p->k}, pad = {p->pad, p->pad};
     const dnnl_memory_desc_t *wmd;
 
-    if (md_plain(&x, p->n, p->c, p->h, p->w, dnnl_nchw) ||
-        md_plain(&y, p->n, p->c, p->oh, p->ow, dnnl_nchw))
+    if (md_plain(&x, p->n, p->c, p->h, p->w, p->act ? act_tag(p->c) : dnnl_nchw) ||
+        md_plain(&y, p->n, p->c, p->oh, p->ow, p->act ? act_tag(p->c) : dnnl_nchw))
         return -1;
     DNNL(dnnl_pooling_forward_desc_init(&d, dnnl_forward_training, dnnl_pooling_max, &x, &y,
                                         strides, kernel, pad, pad));
@@ -445,7 +527,7 @@ fail:
     return -1;
 }
 
-lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad)
+static lwl_pool *pool_new(int n, int c, int h, int w, int k, int stride, int pad, int act)
 {
     dnnl_primitive_attr_t attr = NULL;
     lwl_pool *p;
@@ -463,9 +545,14 @@ lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad
         return NULL;
     }
     *p = (lwl_pool){.n = n, .c = c, .h = h, .w = w, .k = k, .stride = stride, .pad = pad,
-                    .oh = (h + 2 * pad - k) / stride + 1, .ow = (w + 2 * pad - k) / stride + 1};
+                    .oh = (h + 2 * pad - k) / stride + 1, .ow = (w + 2 * pad - k) / stride + 1,
+                    .act = act};
     if (nn_acquire() != 0) {
         free(p);
+        return NULL;
+    }
+    if (act && lwl_nn_act_block() < 0) {
+        lwl_maxpool_free(p);
         return NULL;
     }
     ok = attr_user_scratch(&attr) == 0 && pool_ops(p, attr) == 0;
@@ -476,6 +563,16 @@ lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad
         return NULL;
     }
     return p;
+}
+
+lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad)
+{
+    return pool_new(n, c, h, w, k, stride, pad, 0);
+}
+
+lwl_pool *lwl_maxpool_new_act(int n, int c, int h, int w, int k, int stride, int pad)
+{
+    return pool_new(n, c, h, w, k, stride, pad, 1);
 }
 
 int lwl_maxpool_fwd(lwl_pool *p, const float *x, float *y)
@@ -502,6 +599,92 @@ void lwl_maxpool_free(lwl_pool *p)
     nn_release();
 }
 
+/* ---- conversion of one (n, c, h, w) tensor between plain NCHW and the activation layout */
+struct lwl_act_reorder {
+    dnnl_memory_t plain, act;
+    dnnl_primitive_t to_plain, from_plain;
+};
+
+lwl_act_reorder *lwl_act_reorder_new(int n, int c, int h, int w)
+{
+    dnnl_memory_desc_t pmd, amd;
+    dnnl_primitive_desc_t rpd = NULL;
+    lwl_act_reorder *r;
+
+    if (n < 1 || c < 1 || h < 1 || w < 1) {
+        nn_fail(__FILE__, __LINE__, "lwl_act_reorder_new: bad shape n %d c %d h %d w %d", n, c,
+                h, w);
+        return NULL;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        nn_fail(__FILE__, __LINE__, "lwl_act_reorder_new: out of memory");
+        return NULL;
+    }
+    if (nn_acquire() != 0) {
+        free(r);
+        return NULL;
+    }
+    if (lwl_nn_act_block() < 0 || md_plain(&pmd, n, c, h, w, dnnl_nchw) ||
+        md_plain(&amd, n, c, h, w, act_tag(c)))
+        goto fail;
+    DNNL(dnnl_memory_create(&r->plain, &pmd, nn_engine, DNNL_MEMORY_NONE));
+    DNNL(dnnl_memory_create(&r->act, &amd, nn_engine, DNNL_MEMORY_NONE));
+    DNNL(dnnl_reorder_primitive_desc_create(&rpd, &amd, nn_engine, &pmd, nn_engine, NULL));
+    DNNL(dnnl_primitive_create(&r->to_plain, rpd));
+    DNNL(dnnl_primitive_desc_destroy(rpd));
+    rpd = NULL;
+    DNNL(dnnl_reorder_primitive_desc_create(&rpd, &pmd, nn_engine, &amd, nn_engine, NULL));
+    DNNL(dnnl_primitive_create(&r->from_plain, rpd));
+    DNNL(dnnl_primitive_desc_destroy(rpd));
+    return r;
+fail:
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    lwl_act_reorder_free(r);
+    return NULL;
+}
+
+static int act_reorder_run(dnnl_primitive_t prim, dnnl_memory_t from, const float *x,
+                           dnnl_memory_t to, float *y)
+{
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+
+    DNNL(dnnl_memory_set_data_handle(from, (void *)x));
+    DNNL(dnnl_memory_set_data_handle(to, y));
+    DNNL(dnnl_primitive_execute(prim, nn_stream, 2, args));
+    DNNL(dnnl_stream_wait(nn_stream));
+    return 0;
+fail:
+    return -1;
+}
+
+int lwl_act_to_plain(lwl_act_reorder *r, const float *x, float *y)
+{
+    return act_reorder_run(r->to_plain, r->act, x, r->plain, y);
+}
+
+int lwl_act_from_plain(lwl_act_reorder *r, const float *x, float *y)
+{
+    return act_reorder_run(r->from_plain, r->plain, x, r->act, y);
+}
+
+void lwl_act_reorder_free(lwl_act_reorder *r)
+{
+    if (!r)
+        return;
+    if (r->to_plain)
+        dnnl_primitive_destroy(r->to_plain);
+    if (r->from_plain)
+        dnnl_primitive_destroy(r->from_plain);
+    if (r->plain)
+        dnnl_memory_destroy(r->plain);
+    if (r->act)
+        dnnl_memory_destroy(r->act);
+    free(r);
+    nn_release();
+}
+
 /* ---- GEMM */
 int lwl_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc)
@@ -516,8 +699,17 @@ int lwl_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
     }
     if (m == 0 || n == 0)
         return 0;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                ldc);
+    if (k == 0) { /* C = beta C: oneDNN's sgemm leaves C as it is when k is 0 */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
+        return 0;
+    }
+    /* oneDNN's GEMM runs on the OpenMP threads of the convolutions; OpenBLAS's own pthreads
+     * would spin against them between calls */
+    DNNL(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                    beta, c, ldc));
     return 0;
+fail:
+    return -1;
 }

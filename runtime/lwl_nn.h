@@ -1,6 +1,6 @@
-/* CPU fp32 NCHW primitives of the training step: convolution and max pooling on oneDNN, GEMM on
- * OpenBLAS. Shapes are fixed when an object is made; primitives, layout buffers and scratch are
- * made then too, so the calls of the step never allocate. */
+/* CPU fp32 primitives of the training step: convolution, max pooling and GEMM on oneDNN.
+ * Shapes are fixed when an object is made; primitives, layout buffers and scratch are made
+ * then too, so the calls of the step never allocate. */
 #ifndef LWL_NN_H
 #define LWL_NN_H
 
@@ -8,9 +8,18 @@
  * of the last failure of the calling thread is then in lwl_nn_error(). Nothing here exits. */
 const char *lwl_nn_error(void);
 
-/* Threads used by oneDNN (OpenMP) and OpenBLAS from now on; n >= 1. Results are deterministic
- * run to run for a fixed number of threads. */
+/* Threads used by oneDNN (OpenMP) from now on; n >= 1. Results are deterministic run to run
+ * for a fixed number of threads. */
 int lwl_nn_threads(int n);
+
+/* fn(ctx, i) for every i in [0, n), in parallel on the same OpenMP threads. */
+void lwl_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx);
+
+/* The activation layout, in which the step keeps its tensors to spare the convolutions a
+ * reorder of their input and output per call: the channel block oneDNN prefers on this CPU
+ * (16 with AVX-512, 8 with AVX2, 1 for plain NCHW), or -1 on failure. A tensor (n, c, h, w)
+ * with c a multiple of the block b is stored (n, c / b, h, w, b); other tensors stay plain. */
+int lwl_nn_act_block(void);
 
 /* 2-D convolution without bias, groups 1, square stride and symmetric padding:
  * oh = (h + 2 pad - r) / stride + 1, ow = (w + 2 pad - s) / stride + 1.
@@ -18,6 +27,9 @@ int lwl_nn_threads(int n);
 typedef struct lwl_conv lwl_conv;
 lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad);
 void lwl_conv_out_hw(const lwl_conv *cv, int *oh, int *ow);
+/* The same with x, y, dx, dy in the activation layout (weights stay OIHW). */
+lwl_conv *lwl_conv_new_act(int n, int c, int h, int w, int k, int r, int s, int stride,
+                           int pad);
 int lwl_conv_fwd(lwl_conv *cv, const float *x, const float *wt, float *y);
 /* dx (n, c, h, w) = gradient of the input from dy (n, k, oh, ow); overwrites dx. */
 int lwl_conv_bwd_data(lwl_conv *cv, const float *dy, const float *wt, float *dx);
@@ -32,11 +44,20 @@ void lwl_conv_free(lwl_conv *cv);
 typedef struct lwl_pool lwl_pool;
 lwl_pool *lwl_maxpool_new(int n, int c, int h, int w, int k, int stride, int pad);
 void lwl_maxpool_out_hw(const lwl_pool *p, int *oh, int *ow);
+lwl_pool *lwl_maxpool_new_act(int n, int c, int h, int w, int k, int stride, int pad);
 int lwl_maxpool_fwd(lwl_pool *p, const float *x, float *y);
 int lwl_maxpool_bwd(lwl_pool *p, const float *dy, float *dx);
 void lwl_maxpool_free(lwl_pool *p);
 
-/* Row-major C (m, n) = alpha op(A) op(B) + beta C on OpenBLAS, op(A) (m, k), op(B) (k, n);
+/* A tensor (n, c, h, w) converted between plain NCHW and the activation layout (a copy when
+ * they are the same). */
+typedef struct lwl_act_reorder lwl_act_reorder;
+lwl_act_reorder *lwl_act_reorder_new(int n, int c, int h, int w);
+int lwl_act_to_plain(lwl_act_reorder *r, const float *x, float *y);
+int lwl_act_from_plain(lwl_act_reorder *r, const float *x, float *y);
+void lwl_act_reorder_free(lwl_act_reorder *r);
+
+/* Row-major C (m, n) = alpha op(A) op(B) + beta C (oneDNN's sgemm), op(A) (m, k), op(B) (k, n);
  * trans_a != 0 means A is stored (k, m). Checks the sizes and leading dimensions. */
 int lwl_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);

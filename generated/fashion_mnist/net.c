@@ -23,6 +23,12 @@
 float *net_arena;
 static lwl_conv *conv[20];
 static lwl_pool *pools[3];  /* view 1, view 2, target: each keeps its maxima */
+static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C, P) */
+
+/* Activations stay in oneDNN's blocked layout between the convolutions (no reorder
+ * per call); ACT_BLK(c) is the channel block of a tensor with c channels. */
+static int act_blk = 1;
+#define ACT_BLK(c) ((c) % act_blk ? 1 : act_blk)
 
 const lwl_tensor_info net_params_info[76] = {
     { "conv1.weight", 0, 1728, 4, { 64, 3, 3, 3 }, 1, 576 },
@@ -163,26 +169,30 @@ int net_init(int threads)
         fprintf(stderr, "net: cannot allocate %.1f MiB\n", ARENA_FLOATS * 4.0 / (1 << 20));
         return -1;
     }
-    CK(!(conv[0] = lwl_conv_new(32, 3, 32, 32, 64, 3, 3, 1, 1)));  /* conv1 */
-    CK(!(conv[1] = lwl_conv_new(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv1 */
-    CK(!(conv[2] = lwl_conv_new(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
-    CK(!(conv[3] = lwl_conv_new(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv1 */
-    CK(!(conv[4] = lwl_conv_new(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
-    CK(!(conv[5] = lwl_conv_new(32, 64, 32, 32, 128, 3, 3, 2, 1)));  /* layer2.0.conv1 */
-    CK(!(conv[6] = lwl_conv_new(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.0.conv2 */
-    CK(!(conv[7] = lwl_conv_new(32, 64, 32, 32, 128, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
-    CK(!(conv[8] = lwl_conv_new(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv1 */
-    CK(!(conv[9] = lwl_conv_new(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
-    CK(!(conv[10] = lwl_conv_new(32, 128, 16, 16, 256, 3, 3, 2, 1)));  /* layer3.0.conv1 */
-    CK(!(conv[11] = lwl_conv_new(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.0.conv2 */
-    CK(!(conv[12] = lwl_conv_new(32, 128, 16, 16, 256, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
-    CK(!(conv[13] = lwl_conv_new(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv1 */
-    CK(!(conv[14] = lwl_conv_new(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
-    CK(!(conv[15] = lwl_conv_new(32, 256, 8, 8, 512, 3, 3, 2, 1)));  /* layer4.0.conv1 */
-    CK(!(conv[16] = lwl_conv_new(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.0.conv2 */
-    CK(!(conv[17] = lwl_conv_new(32, 256, 8, 8, 512, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
-    CK(!(conv[18] = lwl_conv_new(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv1 */
-    CK(!(conv[19] = lwl_conv_new(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
+    /* BN reductions: (images + groups, channels, 2) doubles of the widest BN */
+    CK(cpu_ops_init(544, GROUPS, 512));
+    CK((act_blk = lwl_nn_act_block()) < 0);
+    CK(!(conv[0] = lwl_conv_new_act(32, 3, 32, 32, 64, 3, 3, 1, 1)));  /* conv1 */
+    CK(!(conv[1] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv1 */
+    CK(!(conv[2] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
+    CK(!(conv[3] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv1 */
+    CK(!(conv[4] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
+    CK(!(conv[5] = lwl_conv_new_act(32, 64, 32, 32, 128, 3, 3, 2, 1)));  /* layer2.0.conv1 */
+    CK(!(conv[6] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.0.conv2 */
+    CK(!(conv[7] = lwl_conv_new_act(32, 64, 32, 32, 128, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
+    CK(!(conv[8] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv1 */
+    CK(!(conv[9] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
+    CK(!(conv[10] = lwl_conv_new_act(32, 128, 16, 16, 256, 3, 3, 2, 1)));  /* layer3.0.conv1 */
+    CK(!(conv[11] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.0.conv2 */
+    CK(!(conv[12] = lwl_conv_new_act(32, 128, 16, 16, 256, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
+    CK(!(conv[13] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv1 */
+    CK(!(conv[14] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
+    CK(!(conv[15] = lwl_conv_new_act(32, 256, 8, 8, 512, 3, 3, 2, 1)));  /* layer4.0.conv1 */
+    CK(!(conv[16] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.0.conv2 */
+    CK(!(conv[17] = lwl_conv_new_act(32, 256, 8, 8, 512, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
+    CK(!(conv[18] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv1 */
+    CK(!(conv[19] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
+    CK(!(feat_layout = lwl_act_reorder_new(BATCH, CHANNELS, 4, 4)));
     return 0;
 }
 
@@ -192,6 +202,9 @@ void net_free(void)
         lwl_conv_free(conv[i]);
     for (int i = 0; i < 3; i++)
         lwl_maxpool_free(pools[i]);
+    lwl_act_reorder_free(feat_layout);
+    feat_layout = NULL;
+    cpu_ops_free();
     free(net_arena);
     net_arena = NULL;
 }
@@ -242,108 +255,128 @@ static int backbone_train(const float *w, float *run, float *a, float *st, lwl_p
 {
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
     CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 98304u));
-    bn_train(a + 98304u, a + 2195456u, 32, 64, 1024, 1, w + 1728u, w + 1792u, st + 0u, st + 64u,
-             run + 0u, run + 64u, 1);
+    bn_train(a + 98304u, a + 2195456u, 32, 64, 1024, 1, ACT_BLK(64),
+             w + 1728u, w + 1792u, st + 0u, st + 64u,
+             run + 0u, run + 64u, 1, NULL);
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[1], a + 2195456u, w + 1856u, a + 4292608u));
-    bn_train(a + 4292608u, a + 6389760u, 32, 64, 1024, 1, w + 38720u, w + 38784u, st + 128u, st + 192u,
-             run + 128u, run + 192u, 1);
+    bn_train(a + 4292608u, a + 6389760u, 32, 64, 1024, 1, ACT_BLK(64),
+             w + 38720u, w + 38784u, st + 128u, st + 192u,
+             run + 128u, run + 192u, 1, NULL);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
     CK(lwl_conv_fwd(conv[2], a + 6389760u, w + 38848u, a + 8486912u));
-    bn_train(a + 8486912u, a + 10584064u, 32, 64, 1024, 1, w + 75712u, w + 75776u, st + 256u, st + 320u,
-             run + 256u, run + 320u, 0);
-    add_relu(a + 10584064u, a + 2195456u, a + 12681216u, 2097152u);
+    /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 8486912u, a + 12681216u, 32, 64, 1024, 1, ACT_BLK(64),
+             w + 75712u, w + 75776u, st + 256u, st + 320u,
+             run + 256u, run + 320u, 0, a + 2195456u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[3], a + 12681216u, w + 75840u, a + 14778368u));
-    bn_train(a + 14778368u, a + 16875520u, 32, 64, 1024, 1, w + 112704u, w + 112768u, st + 384u, st + 448u,
-             run + 384u, run + 448u, 1);
+    bn_train(a + 14778368u, a + 16875520u, 32, 64, 1024, 1, ACT_BLK(64),
+             w + 112704u, w + 112768u, st + 384u, st + 448u,
+             run + 384u, run + 448u, 1, NULL);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
     CK(lwl_conv_fwd(conv[4], a + 16875520u, w + 112832u, a + 18972672u));
-    bn_train(a + 18972672u, a + 21069824u, 32, 64, 1024, 1, w + 149696u, w + 149760u, st + 512u, st + 576u,
-             run + 512u, run + 576u, 0);
-    add_relu(a + 21069824u, a + 12681216u, a + 23166976u, 2097152u);
+    /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 18972672u, a + 23166976u, 32, 64, 1024, 1, ACT_BLK(64),
+             w + 149696u, w + 149760u, st + 512u, st + 576u,
+             run + 512u, run + 576u, 0, a + 12681216u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[5], a + 23166976u, w + 149824u, a + 25264128u));
-    bn_train(a + 25264128u, a + 26312704u, 32, 128, 256, 1, w + 223552u, w + 223680u, st + 640u, st + 768u,
-             run + 640u, run + 768u, 1);
+    bn_train(a + 25264128u, a + 26312704u, 32, 128, 256, 1, ACT_BLK(128),
+             w + 223552u, w + 223680u, st + 640u, st + 768u,
+             run + 640u, run + 768u, 1, NULL);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
     CK(lwl_conv_fwd(conv[6], a + 26312704u, w + 223808u, a + 27361280u));
-    bn_train(a + 27361280u, a + 28409856u, 32, 128, 256, 1, w + 371264u, w + 371392u, st + 896u, st + 1024u,
-             run + 896u, run + 1024u, 0);
+    bn_train(a + 27361280u, a + 28409856u, 32, 128, 256, 1, ACT_BLK(128),
+             w + 371264u, w + 371392u, st + 896u, st + 1024u,
+             run + 896u, run + 1024u, 0, NULL);
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
     CK(lwl_conv_fwd(conv[7], a + 23166976u, w + 371520u, a + 29458432u));
-    bn_train(a + 29458432u, a + 30507008u, 32, 128, 256, 1, w + 379712u, w + 379840u, st + 1152u, st + 1280u,
-             run + 1152u, run + 1280u, 0);
-    add_relu(a + 28409856u, a + 30507008u, a + 31555584u, 1048576u);
+    /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 29458432u, a + 31555584u, 32, 128, 256, 1, ACT_BLK(128),
+             w + 379712u, w + 379840u, st + 1152u, st + 1280u,
+             run + 1152u, run + 1280u, 0, a + 28409856u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[8], a + 31555584u, w + 379968u, a + 32604160u));
-    bn_train(a + 32604160u, a + 33652736u, 32, 128, 256, 1, w + 527424u, w + 527552u, st + 1408u, st + 1536u,
-             run + 1408u, run + 1536u, 1);
+    bn_train(a + 32604160u, a + 33652736u, 32, 128, 256, 1, ACT_BLK(128),
+             w + 527424u, w + 527552u, st + 1408u, st + 1536u,
+             run + 1408u, run + 1536u, 1, NULL);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
     CK(lwl_conv_fwd(conv[9], a + 33652736u, w + 527680u, a + 34701312u));
-    bn_train(a + 34701312u, a + 35749888u, 32, 128, 256, 1, w + 675136u, w + 675264u, st + 1664u, st + 1792u,
-             run + 1664u, run + 1792u, 0);
-    add_relu(a + 35749888u, a + 31555584u, a + 36798464u, 1048576u);
+    /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 34701312u, a + 36798464u, 32, 128, 256, 1, ACT_BLK(128),
+             w + 675136u, w + 675264u, st + 1664u, st + 1792u,
+             run + 1664u, run + 1792u, 0, a + 31555584u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[10], a + 36798464u, w + 675392u, a + 37847040u));
-    bn_train(a + 37847040u, a + 38371328u, 32, 256, 64, 1, w + 970304u, w + 970560u, st + 1920u, st + 2176u,
-             run + 1920u, run + 2176u, 1);
+    bn_train(a + 37847040u, a + 38371328u, 32, 256, 64, 1, ACT_BLK(256),
+             w + 970304u, w + 970560u, st + 1920u, st + 2176u,
+             run + 1920u, run + 2176u, 1, NULL);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
     CK(lwl_conv_fwd(conv[11], a + 38371328u, w + 970816u, a + 38895616u));
-    bn_train(a + 38895616u, a + 39419904u, 32, 256, 64, 1, w + 1560640u, w + 1560896u, st + 2432u, st + 2688u,
-             run + 2432u, run + 2688u, 0);
+    bn_train(a + 38895616u, a + 39419904u, 32, 256, 64, 1, ACT_BLK(256),
+             w + 1560640u, w + 1560896u, st + 2432u, st + 2688u,
+             run + 2432u, run + 2688u, 0, NULL);
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
     CK(lwl_conv_fwd(conv[12], a + 36798464u, w + 1561152u, a + 39944192u));
-    bn_train(a + 39944192u, a + 40468480u, 32, 256, 64, 1, w + 1593920u, w + 1594176u, st + 2944u, st + 3200u,
-             run + 2944u, run + 3200u, 0);
-    add_relu(a + 39419904u, a + 40468480u, a + 40992768u, 524288u);
+    /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 39944192u, a + 40992768u, 32, 256, 64, 1, ACT_BLK(256),
+             w + 1593920u, w + 1594176u, st + 2944u, st + 3200u,
+             run + 2944u, run + 3200u, 0, a + 39419904u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[13], a + 40992768u, w + 1594432u, a + 41517056u));
-    bn_train(a + 41517056u, a + 42041344u, 32, 256, 64, 1, w + 2184256u, w + 2184512u, st + 3456u, st + 3712u,
-             run + 3456u, run + 3712u, 1);
+    bn_train(a + 41517056u, a + 42041344u, 32, 256, 64, 1, ACT_BLK(256),
+             w + 2184256u, w + 2184512u, st + 3456u, st + 3712u,
+             run + 3456u, run + 3712u, 1, NULL);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
     CK(lwl_conv_fwd(conv[14], a + 42041344u, w + 2184768u, a + 42565632u));
-    bn_train(a + 42565632u, a + 43089920u, 32, 256, 64, 1, w + 2774592u, w + 2774848u, st + 3968u, st + 4224u,
-             run + 3968u, run + 4224u, 0);
-    add_relu(a + 43089920u, a + 40992768u, a + 43614208u, 524288u);
+    /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 42565632u, a + 43614208u, 32, 256, 64, 1, ACT_BLK(256),
+             w + 2774592u, w + 2774848u, st + 3968u, st + 4224u,
+             run + 3968u, run + 4224u, 0, a + 40992768u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[15], a + 43614208u, w + 2775104u, a + 44138496u));
-    bn_train(a + 44138496u, a + 44400640u, 32, 512, 16, 1, w + 3954752u, w + 3955264u, st + 4480u, st + 4992u,
-             run + 4480u, run + 4992u, 1);
+    bn_train(a + 44138496u, a + 44400640u, 32, 512, 16, 1, ACT_BLK(512),
+             w + 3954752u, w + 3955264u, st + 4480u, st + 4992u,
+             run + 4480u, run + 4992u, 1, NULL);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
     CK(lwl_conv_fwd(conv[16], a + 44400640u, w + 3955776u, a + 44662784u));
-    bn_train(a + 44662784u, a + 44924928u, 32, 512, 16, 1, w + 6315072u, w + 6315584u, st + 5504u, st + 6016u,
-             run + 5504u, run + 6016u, 0);
+    bn_train(a + 44662784u, a + 44924928u, 32, 512, 16, 1, ACT_BLK(512),
+             w + 6315072u, w + 6315584u, st + 5504u, st + 6016u,
+             run + 5504u, run + 6016u, 0, NULL);
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
     CK(lwl_conv_fwd(conv[17], a + 43614208u, w + 6316096u, a + 45187072u));
-    bn_train(a + 45187072u, a + 45449216u, 32, 512, 16, 1, w + 6447168u, w + 6447680u, st + 6528u, st + 7040u,
-             run + 6528u, run + 7040u, 0);
-    add_relu(a + 44924928u, a + 45449216u, a + 45711360u, 262144u);
+    /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 45187072u, a + 45711360u, 32, 512, 16, 1, ACT_BLK(512),
+             w + 6447168u, w + 6447680u, st + 6528u, st + 7040u,
+             run + 6528u, run + 7040u, 0, a + 44924928u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[18], a + 45711360u, w + 6448192u, a + 45973504u));
-    bn_train(a + 45973504u, a + 46235648u, 32, 512, 16, 1, w + 8807488u, w + 8808000u, st + 7552u, st + 8064u,
-             run + 7552u, run + 8064u, 1);
+    bn_train(a + 45973504u, a + 46235648u, 32, 512, 16, 1, ACT_BLK(512),
+             w + 8807488u, w + 8808000u, st + 7552u, st + 8064u,
+             run + 7552u, run + 8064u, 1, NULL);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
     CK(lwl_conv_fwd(conv[19], a + 46235648u, w + 8808512u, a + 46497792u));
-    bn_train(a + 46497792u, a + 46759936u, 32, 512, 16, 1, w + 11167808u, w + 11168320u, st + 8576u, st + 9088u,
-             run + 8576u, run + 9088u, 0);
-    add_relu(a + 46759936u, a + 45711360u, a + 47022080u, 262144u);
+    /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_train(a + 46497792u, a + 47022080u, 32, 512, 16, 1, ACT_BLK(512),
+             w + 11167808u, w + 11168320u, st + 8576u, st + 9088u,
+             run + 8576u, run + 9088u, 0, a + 45711360u);
     return 0;
 }
 
@@ -354,88 +387,108 @@ static int backbone_eval(const float *w, const float *run, float *a, int groups,
 {
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
     CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 98304u));
-    bn_eval(a + 98304u, a + 2195456u, 32, 64, 1024, groups, w + 1728u, w + 1792u, run + 0u, run + 64u, 1);
+    bn_eval(a + 98304u, a + 2195456u, 32, 64, 1024, groups, ACT_BLK(64),
+            w + 1728u, w + 1792u, run + 0u, run + 64u, 1, NULL);
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[1], a + 2195456u, w + 1856u, a + 4292608u));
-    bn_eval(a + 4292608u, a + 6389760u, 32, 64, 1024, groups, w + 38720u, w + 38784u, run + 128u, run + 192u, 1);
+    bn_eval(a + 4292608u, a + 6389760u, 32, 64, 1024, groups, ACT_BLK(64),
+            w + 38720u, w + 38784u, run + 128u, run + 192u, 1, NULL);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
     CK(lwl_conv_fwd(conv[2], a + 6389760u, w + 38848u, a + 8486912u));
-    bn_eval(a + 8486912u, a + 10584064u, 32, 64, 1024, groups, w + 75712u, w + 75776u, run + 256u, run + 320u, 0);
-    add_relu(a + 10584064u, a + 2195456u, a + 12681216u, 2097152u);
+    /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 8486912u, a + 12681216u, 32, 64, 1024, groups, ACT_BLK(64),
+            w + 75712u, w + 75776u, run + 256u, run + 320u, 0, a + 2195456u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[3], a + 12681216u, w + 75840u, a + 14778368u));
-    bn_eval(a + 14778368u, a + 16875520u, 32, 64, 1024, groups, w + 112704u, w + 112768u, run + 384u, run + 448u, 1);
+    bn_eval(a + 14778368u, a + 16875520u, 32, 64, 1024, groups, ACT_BLK(64),
+            w + 112704u, w + 112768u, run + 384u, run + 448u, 1, NULL);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
     CK(lwl_conv_fwd(conv[4], a + 16875520u, w + 112832u, a + 18972672u));
-    bn_eval(a + 18972672u, a + 21069824u, 32, 64, 1024, groups, w + 149696u, w + 149760u, run + 512u, run + 576u, 0);
-    add_relu(a + 21069824u, a + 12681216u, a + 23166976u, 2097152u);
+    /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 18972672u, a + 23166976u, 32, 64, 1024, groups, ACT_BLK(64),
+            w + 149696u, w + 149760u, run + 512u, run + 576u, 0, a + 12681216u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[5], a + 23166976u, w + 149824u, a + 25264128u));
-    bn_eval(a + 25264128u, a + 26312704u, 32, 128, 256, groups, w + 223552u, w + 223680u, run + 640u, run + 768u, 1);
+    bn_eval(a + 25264128u, a + 26312704u, 32, 128, 256, groups, ACT_BLK(128),
+            w + 223552u, w + 223680u, run + 640u, run + 768u, 1, NULL);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
     CK(lwl_conv_fwd(conv[6], a + 26312704u, w + 223808u, a + 27361280u));
-    bn_eval(a + 27361280u, a + 28409856u, 32, 128, 256, groups, w + 371264u, w + 371392u, run + 896u, run + 1024u, 0);
+    bn_eval(a + 27361280u, a + 28409856u, 32, 128, 256, groups, ACT_BLK(128),
+            w + 371264u, w + 371392u, run + 896u, run + 1024u, 0, NULL);
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
     CK(lwl_conv_fwd(conv[7], a + 23166976u, w + 371520u, a + 29458432u));
-    bn_eval(a + 29458432u, a + 30507008u, 32, 128, 256, groups, w + 379712u, w + 379840u, run + 1152u, run + 1280u, 0);
-    add_relu(a + 28409856u, a + 30507008u, a + 31555584u, 1048576u);
+    /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 29458432u, a + 31555584u, 32, 128, 256, groups, ACT_BLK(128),
+            w + 379712u, w + 379840u, run + 1152u, run + 1280u, 0, a + 28409856u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[8], a + 31555584u, w + 379968u, a + 32604160u));
-    bn_eval(a + 32604160u, a + 33652736u, 32, 128, 256, groups, w + 527424u, w + 527552u, run + 1408u, run + 1536u, 1);
+    bn_eval(a + 32604160u, a + 33652736u, 32, 128, 256, groups, ACT_BLK(128),
+            w + 527424u, w + 527552u, run + 1408u, run + 1536u, 1, NULL);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
     CK(lwl_conv_fwd(conv[9], a + 33652736u, w + 527680u, a + 34701312u));
-    bn_eval(a + 34701312u, a + 35749888u, 32, 128, 256, groups, w + 675136u, w + 675264u, run + 1664u, run + 1792u, 0);
-    add_relu(a + 35749888u, a + 31555584u, a + 36798464u, 1048576u);
+    /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 34701312u, a + 36798464u, 32, 128, 256, groups, ACT_BLK(128),
+            w + 675136u, w + 675264u, run + 1664u, run + 1792u, 0, a + 31555584u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[10], a + 36798464u, w + 675392u, a + 37847040u));
-    bn_eval(a + 37847040u, a + 38371328u, 32, 256, 64, groups, w + 970304u, w + 970560u, run + 1920u, run + 2176u, 1);
+    bn_eval(a + 37847040u, a + 38371328u, 32, 256, 64, groups, ACT_BLK(256),
+            w + 970304u, w + 970560u, run + 1920u, run + 2176u, 1, NULL);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
     CK(lwl_conv_fwd(conv[11], a + 38371328u, w + 970816u, a + 38895616u));
-    bn_eval(a + 38895616u, a + 39419904u, 32, 256, 64, groups, w + 1560640u, w + 1560896u, run + 2432u, run + 2688u, 0);
+    bn_eval(a + 38895616u, a + 39419904u, 32, 256, 64, groups, ACT_BLK(256),
+            w + 1560640u, w + 1560896u, run + 2432u, run + 2688u, 0, NULL);
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
     CK(lwl_conv_fwd(conv[12], a + 36798464u, w + 1561152u, a + 39944192u));
-    bn_eval(a + 39944192u, a + 40468480u, 32, 256, 64, groups, w + 1593920u, w + 1594176u, run + 2944u, run + 3200u, 0);
-    add_relu(a + 39419904u, a + 40468480u, a + 40992768u, 524288u);
+    /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 39944192u, a + 40992768u, 32, 256, 64, groups, ACT_BLK(256),
+            w + 1593920u, w + 1594176u, run + 2944u, run + 3200u, 0, a + 39419904u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[13], a + 40992768u, w + 1594432u, a + 41517056u));
-    bn_eval(a + 41517056u, a + 42041344u, 32, 256, 64, groups, w + 2184256u, w + 2184512u, run + 3456u, run + 3712u, 1);
+    bn_eval(a + 41517056u, a + 42041344u, 32, 256, 64, groups, ACT_BLK(256),
+            w + 2184256u, w + 2184512u, run + 3456u, run + 3712u, 1, NULL);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
     CK(lwl_conv_fwd(conv[14], a + 42041344u, w + 2184768u, a + 42565632u));
-    bn_eval(a + 42565632u, a + 43089920u, 32, 256, 64, groups, w + 2774592u, w + 2774848u, run + 3968u, run + 4224u, 0);
-    add_relu(a + 43089920u, a + 40992768u, a + 43614208u, 524288u);
+    /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 42565632u, a + 43614208u, 32, 256, 64, groups, ACT_BLK(256),
+            w + 2774592u, w + 2774848u, run + 3968u, run + 4224u, 0, a + 40992768u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[15], a + 43614208u, w + 2775104u, a + 44138496u));
-    bn_eval(a + 44138496u, a + 44400640u, 32, 512, 16, groups, w + 3954752u, w + 3955264u, run + 4480u, run + 4992u, 1);
+    bn_eval(a + 44138496u, a + 44400640u, 32, 512, 16, groups, ACT_BLK(512),
+            w + 3954752u, w + 3955264u, run + 4480u, run + 4992u, 1, NULL);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
     CK(lwl_conv_fwd(conv[16], a + 44400640u, w + 3955776u, a + 44662784u));
-    bn_eval(a + 44662784u, a + 44924928u, 32, 512, 16, groups, w + 6315072u, w + 6315584u, run + 5504u, run + 6016u, 0);
+    bn_eval(a + 44662784u, a + 44924928u, 32, 512, 16, groups, ACT_BLK(512),
+            w + 6315072u, w + 6315584u, run + 5504u, run + 6016u, 0, NULL);
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
     CK(lwl_conv_fwd(conv[17], a + 43614208u, w + 6316096u, a + 45187072u));
-    bn_eval(a + 45187072u, a + 45449216u, 32, 512, 16, groups, w + 6447168u, w + 6447680u, run + 6528u, run + 7040u, 0);
-    add_relu(a + 44924928u, a + 45449216u, a + 45711360u, 262144u);
+    /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 45187072u, a + 45711360u, 32, 512, 16, groups, ACT_BLK(512),
+            w + 6447168u, w + 6447680u, run + 6528u, run + 7040u, 0, a + 44924928u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
     CK(lwl_conv_fwd(conv[18], a + 45711360u, w + 6448192u, a + 45973504u));
-    bn_eval(a + 45973504u, a + 46235648u, 32, 512, 16, groups, w + 8807488u, w + 8808000u, run + 7552u, run + 8064u, 1);
+    bn_eval(a + 45973504u, a + 46235648u, 32, 512, 16, groups, ACT_BLK(512),
+            w + 8807488u, w + 8808000u, run + 7552u, run + 8064u, 1, NULL);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
     CK(lwl_conv_fwd(conv[19], a + 46235648u, w + 8808512u, a + 46497792u));
-    bn_eval(a + 46497792u, a + 46759936u, 32, 512, 16, groups, w + 11167808u, w + 11168320u, run + 8576u, run + 9088u, 0);
-    add_relu(a + 46759936u, a + 45711360u, a + 47022080u, 262144u);
+    /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
+    bn_eval(a + 46497792u, a + 47022080u, 32, 512, 16, groups, ACT_BLK(512),
+            w + 11167808u, w + 11168320u, run + 8576u, run + 9088u, 0, a + 45711360u);
     return 0;
 }
 
@@ -448,13 +501,15 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer4.1: d through relu(main + shortcut) */
     relu_bwd_inplace(S0, a + 47022080u, 262144u);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
-    bn_train_bwd(a + 46497792u, S0, NULL, S1, 32, 512, 16, 1, PARAMS + 11167808u, st + 8576u, st + 9088u,
+    bn_train_bwd(a + 46497792u, S0, NULL, S1, 32, 512, 16, 1, ACT_BLK(512),
+                 PARAMS + 11167808u, st + 8576u, st + 9088u,
                  GRADS + 11167808u, GRADS + 11168320u);
     CK(lwl_conv_bwd_weights(conv[19], a + 46235648u, S1, WS));
     add_into(GRADS + 8808512u, WS, 2359296u);
     CK(lwl_conv_bwd_data(conv[19], S1, PARAMS + 8808512u, S2));
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
-    bn_train_bwd(a + 45973504u, S2, a + 46235648u, S2, 32, 512, 16, 1, PARAMS + 8807488u, st + 7552u, st + 8064u,
+    bn_train_bwd(a + 45973504u, S2, a + 46235648u, S2, 32, 512, 16, 1, ACT_BLK(512),
+                 PARAMS + 8807488u, st + 7552u, st + 8064u,
                  GRADS + 8807488u, GRADS + 8808000u);
     CK(lwl_conv_bwd_weights(conv[18], a + 45711360u, S2, WS));
     add_into(GRADS + 6448192u, WS, 2359296u);
@@ -464,19 +519,22 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer4.0: d through relu(main + shortcut) */
     relu_bwd_inplace(S1, a + 45711360u, 262144u);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
-    bn_train_bwd(a + 44662784u, S1, NULL, S2, 32, 512, 16, 1, PARAMS + 6315072u, st + 5504u, st + 6016u,
+    bn_train_bwd(a + 44662784u, S1, NULL, S2, 32, 512, 16, 1, ACT_BLK(512),
+                 PARAMS + 6315072u, st + 5504u, st + 6016u,
                  GRADS + 6315072u, GRADS + 6315584u);
     CK(lwl_conv_bwd_weights(conv[16], a + 44400640u, S2, WS));
     add_into(GRADS + 3955776u, WS, 2359296u);
     CK(lwl_conv_bwd_data(conv[16], S2, PARAMS + 3955776u, S3));
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
-    bn_train_bwd(a + 44138496u, S3, a + 44400640u, S3, 32, 512, 16, 1, PARAMS + 3954752u, st + 4480u, st + 4992u,
+    bn_train_bwd(a + 44138496u, S3, a + 44400640u, S3, 32, 512, 16, 1, ACT_BLK(512),
+                 PARAMS + 3954752u, st + 4480u, st + 4992u,
                  GRADS + 3954752u, GRADS + 3955264u);
     CK(lwl_conv_bwd_weights(conv[15], a + 43614208u, S3, WS));
     add_into(GRADS + 2775104u, WS, 1179648u);
     CK(lwl_conv_bwd_data(conv[15], S3, PARAMS + 2775104u, S2));
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
-    bn_train_bwd(a + 45187072u, S1, NULL, S3, 32, 512, 16, 1, PARAMS + 6447168u, st + 6528u, st + 7040u,
+    bn_train_bwd(a + 45187072u, S1, NULL, S3, 32, 512, 16, 1, ACT_BLK(512),
+                 PARAMS + 6447168u, st + 6528u, st + 7040u,
                  GRADS + 6447168u, GRADS + 6447680u);
     CK(lwl_conv_bwd_weights(conv[17], a + 43614208u, S3, WS));
     add_into(GRADS + 6316096u, WS, 131072u);
@@ -486,13 +544,15 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer3.1: d through relu(main + shortcut) */
     relu_bwd_inplace(S2, a + 43614208u, 524288u);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
-    bn_train_bwd(a + 42565632u, S2, NULL, S3, 32, 256, 64, 1, PARAMS + 2774592u, st + 3968u, st + 4224u,
+    bn_train_bwd(a + 42565632u, S2, NULL, S3, 32, 256, 64, 1, ACT_BLK(256),
+                 PARAMS + 2774592u, st + 3968u, st + 4224u,
                  GRADS + 2774592u, GRADS + 2774848u);
     CK(lwl_conv_bwd_weights(conv[14], a + 42041344u, S3, WS));
     add_into(GRADS + 2184768u, WS, 589824u);
     CK(lwl_conv_bwd_data(conv[14], S3, PARAMS + 2184768u, S0));
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
-    bn_train_bwd(a + 41517056u, S0, a + 42041344u, S0, 32, 256, 64, 1, PARAMS + 2184256u, st + 3456u, st + 3712u,
+    bn_train_bwd(a + 41517056u, S0, a + 42041344u, S0, 32, 256, 64, 1, ACT_BLK(256),
+                 PARAMS + 2184256u, st + 3456u, st + 3712u,
                  GRADS + 2184256u, GRADS + 2184512u);
     CK(lwl_conv_bwd_weights(conv[13], a + 40992768u, S0, WS));
     add_into(GRADS + 1594432u, WS, 589824u);
@@ -502,19 +562,22 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer3.0: d through relu(main + shortcut) */
     relu_bwd_inplace(S3, a + 40992768u, 524288u);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
-    bn_train_bwd(a + 38895616u, S3, NULL, S0, 32, 256, 64, 1, PARAMS + 1560640u, st + 2432u, st + 2688u,
+    bn_train_bwd(a + 38895616u, S3, NULL, S0, 32, 256, 64, 1, ACT_BLK(256),
+                 PARAMS + 1560640u, st + 2432u, st + 2688u,
                  GRADS + 1560640u, GRADS + 1560896u);
     CK(lwl_conv_bwd_weights(conv[11], a + 38371328u, S0, WS));
     add_into(GRADS + 970816u, WS, 589824u);
     CK(lwl_conv_bwd_data(conv[11], S0, PARAMS + 970816u, S1));
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
-    bn_train_bwd(a + 37847040u, S1, a + 38371328u, S1, 32, 256, 64, 1, PARAMS + 970304u, st + 1920u, st + 2176u,
+    bn_train_bwd(a + 37847040u, S1, a + 38371328u, S1, 32, 256, 64, 1, ACT_BLK(256),
+                 PARAMS + 970304u, st + 1920u, st + 2176u,
                  GRADS + 970304u, GRADS + 970560u);
     CK(lwl_conv_bwd_weights(conv[10], a + 36798464u, S1, WS));
     add_into(GRADS + 675392u, WS, 294912u);
     CK(lwl_conv_bwd_data(conv[10], S1, PARAMS + 675392u, S0));
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
-    bn_train_bwd(a + 39944192u, S3, NULL, S1, 32, 256, 64, 1, PARAMS + 1593920u, st + 2944u, st + 3200u,
+    bn_train_bwd(a + 39944192u, S3, NULL, S1, 32, 256, 64, 1, ACT_BLK(256),
+                 PARAMS + 1593920u, st + 2944u, st + 3200u,
                  GRADS + 1593920u, GRADS + 1594176u);
     CK(lwl_conv_bwd_weights(conv[12], a + 36798464u, S1, WS));
     add_into(GRADS + 1561152u, WS, 32768u);
@@ -524,13 +587,15 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer2.1: d through relu(main + shortcut) */
     relu_bwd_inplace(S0, a + 36798464u, 1048576u);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
-    bn_train_bwd(a + 34701312u, S0, NULL, S1, 32, 128, 256, 1, PARAMS + 675136u, st + 1664u, st + 1792u,
+    bn_train_bwd(a + 34701312u, S0, NULL, S1, 32, 128, 256, 1, ACT_BLK(128),
+                 PARAMS + 675136u, st + 1664u, st + 1792u,
                  GRADS + 675136u, GRADS + 675264u);
     CK(lwl_conv_bwd_weights(conv[9], a + 33652736u, S1, WS));
     add_into(GRADS + 527680u, WS, 147456u);
     CK(lwl_conv_bwd_data(conv[9], S1, PARAMS + 527680u, S2));
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
-    bn_train_bwd(a + 32604160u, S2, a + 33652736u, S2, 32, 128, 256, 1, PARAMS + 527424u, st + 1408u, st + 1536u,
+    bn_train_bwd(a + 32604160u, S2, a + 33652736u, S2, 32, 128, 256, 1, ACT_BLK(128),
+                 PARAMS + 527424u, st + 1408u, st + 1536u,
                  GRADS + 527424u, GRADS + 527552u);
     CK(lwl_conv_bwd_weights(conv[8], a + 31555584u, S2, WS));
     add_into(GRADS + 379968u, WS, 147456u);
@@ -540,19 +605,22 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer2.0: d through relu(main + shortcut) */
     relu_bwd_inplace(S1, a + 31555584u, 1048576u);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
-    bn_train_bwd(a + 27361280u, S1, NULL, S2, 32, 128, 256, 1, PARAMS + 371264u, st + 896u, st + 1024u,
+    bn_train_bwd(a + 27361280u, S1, NULL, S2, 32, 128, 256, 1, ACT_BLK(128),
+                 PARAMS + 371264u, st + 896u, st + 1024u,
                  GRADS + 371264u, GRADS + 371392u);
     CK(lwl_conv_bwd_weights(conv[6], a + 26312704u, S2, WS));
     add_into(GRADS + 223808u, WS, 147456u);
     CK(lwl_conv_bwd_data(conv[6], S2, PARAMS + 223808u, S3));
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
-    bn_train_bwd(a + 25264128u, S3, a + 26312704u, S3, 32, 128, 256, 1, PARAMS + 223552u, st + 640u, st + 768u,
+    bn_train_bwd(a + 25264128u, S3, a + 26312704u, S3, 32, 128, 256, 1, ACT_BLK(128),
+                 PARAMS + 223552u, st + 640u, st + 768u,
                  GRADS + 223552u, GRADS + 223680u);
     CK(lwl_conv_bwd_weights(conv[5], a + 23166976u, S3, WS));
     add_into(GRADS + 149824u, WS, 73728u);
     CK(lwl_conv_bwd_data(conv[5], S3, PARAMS + 149824u, S2));
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
-    bn_train_bwd(a + 29458432u, S1, NULL, S3, 32, 128, 256, 1, PARAMS + 379712u, st + 1152u, st + 1280u,
+    bn_train_bwd(a + 29458432u, S1, NULL, S3, 32, 128, 256, 1, ACT_BLK(128),
+                 PARAMS + 379712u, st + 1152u, st + 1280u,
                  GRADS + 379712u, GRADS + 379840u);
     CK(lwl_conv_bwd_weights(conv[7], a + 23166976u, S3, WS));
     add_into(GRADS + 371520u, WS, 8192u);
@@ -562,13 +630,15 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer1.1: d through relu(main + shortcut) */
     relu_bwd_inplace(S2, a + 23166976u, 2097152u);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
-    bn_train_bwd(a + 18972672u, S2, NULL, S3, 32, 64, 1024, 1, PARAMS + 149696u, st + 512u, st + 576u,
+    bn_train_bwd(a + 18972672u, S2, NULL, S3, 32, 64, 1024, 1, ACT_BLK(64),
+                 PARAMS + 149696u, st + 512u, st + 576u,
                  GRADS + 149696u, GRADS + 149760u);
     CK(lwl_conv_bwd_weights(conv[4], a + 16875520u, S3, WS));
     add_into(GRADS + 112832u, WS, 36864u);
     CK(lwl_conv_bwd_data(conv[4], S3, PARAMS + 112832u, S0));
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
-    bn_train_bwd(a + 14778368u, S0, a + 16875520u, S0, 32, 64, 1024, 1, PARAMS + 112704u, st + 384u, st + 448u,
+    bn_train_bwd(a + 14778368u, S0, a + 16875520u, S0, 32, 64, 1024, 1, ACT_BLK(64),
+                 PARAMS + 112704u, st + 384u, st + 448u,
                  GRADS + 112704u, GRADS + 112768u);
     CK(lwl_conv_bwd_weights(conv[3], a + 12681216u, S0, WS));
     add_into(GRADS + 75840u, WS, 36864u);
@@ -578,13 +648,15 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     /* layer1.0: d through relu(main + shortcut) */
     relu_bwd_inplace(S3, a + 12681216u, 2097152u);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
-    bn_train_bwd(a + 8486912u, S3, NULL, S0, 32, 64, 1024, 1, PARAMS + 75712u, st + 256u, st + 320u,
+    bn_train_bwd(a + 8486912u, S3, NULL, S0, 32, 64, 1024, 1, ACT_BLK(64),
+                 PARAMS + 75712u, st + 256u, st + 320u,
                  GRADS + 75712u, GRADS + 75776u);
     CK(lwl_conv_bwd_weights(conv[2], a + 6389760u, S0, WS));
     add_into(GRADS + 38848u, WS, 36864u);
     CK(lwl_conv_bwd_data(conv[2], S0, PARAMS + 38848u, S1));
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
-    bn_train_bwd(a + 4292608u, S1, a + 6389760u, S1, 32, 64, 1024, 1, PARAMS + 38720u, st + 128u, st + 192u,
+    bn_train_bwd(a + 4292608u, S1, a + 6389760u, S1, 32, 64, 1024, 1, ACT_BLK(64),
+                 PARAMS + 38720u, st + 128u, st + 192u,
                  GRADS + 38720u, GRADS + 38784u);
     CK(lwl_conv_bwd_weights(conv[1], a + 2195456u, S1, WS));
     add_into(GRADS + 1856u, WS, 36864u);
@@ -593,7 +665,8 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
 
     /* stem */
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
-    bn_train_bwd(a + 98304u, S0, a + 2195456u, S1, 32, 64, 1024, 1, PARAMS + 1728u, st + 0u, st + 64u,
+    bn_train_bwd(a + 98304u, S0, a + 2195456u, S1, 32, 64, 1024, 1, ACT_BLK(64),
+                 PARAMS + 1728u, st + 0u, st + 64u,
                  GRADS + 1728u, GRADS + 1792u);
     CK(lwl_conv_bwd_weights(conv[0], a + 0u, S1, WS));
     add_into(GRADS + 0u, WS, 1728u);
@@ -604,8 +677,10 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
  * positions], the alignment maps, proj_obj over the aligned features, the predictors. Everything stays for backward. */
 static int head_online(int v, const float *a)
 {
+    float *x = v ? H2_X : H1_X;
     float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;
-    head_rows(a + 47022080u, u, BATCH, CHANNELS, POSITIONS, 1);
+    CK(lwl_act_to_plain(feat_layout, a + 47022080u, x));
+    head_rows(x, u, BATCH, CHANNELS, POSITIONS, 1);
     if (v == 0) {
     CK(mlp_fwd(u, z, 544, 512, 512, 128, GROUPS, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11431488u, PARAMS + 11432000u,
                BUFS + 9600u, BUFS + 10112u,
@@ -619,7 +694,7 @@ static int head_online(int v, const float *a)
         memcpy(zg + (size_t)b * DIM, z + (size_t)b * 17 * DIM, sizeof(float) * DIM);
     float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;
     head_maps(z, am, BATCH, DIM, POSITIONS);
-    CK(head_align(a + 47022080u, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+    CK(head_align(x, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
     if (v == 0) {
     CK(mlp_fwd(H1_ZG, H1_QG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892288u, PARAMS + 11892800u,
                BUFS + 11648u, BUFS + 12160u,
@@ -649,14 +724,15 @@ static int head_online(int v, const float *a)
  * matched to (BN in eval mode with the moving-average statistics, target eman). */
 static int head_target(int v, const float *a)
 {
-    head_rows(a + 47022080u, TH_U, BATCH, CHANNELS, POSITIONS, 1);
+    CK(lwl_act_to_plain(feat_layout, a + 47022080u, TH_X));
+    head_rows(TH_X, TH_U, BATCH, CHANNELS, POSITIONS, 1);
     CK(mlp_fwd(TH_U, TH_Z, 544, 512, 512, 128, GROUPS, TARGET + 11168832u, TARGET + 11430976u, TARGET + 11431488u, TARGET + 11432000u,
                TBUFS + 9600u, TBUFS + 10112u,
                &(mlp_save){ TH_PROJ_H1, TH_PROJ_H2, TH_PROJ_MEAN, TH_PROJ_INVSTD }, 0, 0));
     for (int b = 0; b < BATCH; b++)
         memcpy((v ? T2_ZG : T1_ZG) + (size_t)b * DIM, TH_Z + (size_t)b * 17 * DIM, sizeof(float) * DIM);
     head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);
-    CK(head_align(a + 47022080u, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+    CK(head_align(TH_X, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
     CK(mlp_fwd(TH_O, (v ? T2_ZO : T1_ZO), 1024, 512, 512, 128, GROUPS, TARGET + 11497536u, TARGET + 11759680u, TARGET + 11760192u, TARGET + 11760704u,
                TBUFS + 10624u, TBUFS + 11136u,
                &(mlp_save){ TH_PROJ_OBJ_H1, TH_PROJ_OBJ_H2, TH_PROJ_OBJ_MEAN, TH_PROJ_OBJ_INVSTD }, 0, 0));
@@ -664,9 +740,9 @@ static int head_target(int v, const float *a)
 }
 
 /* Backward of the online head of view v into S0 = d(layer4 output). */
-static int head_bwd(int v, const float *a)
+static int head_bwd(int v)
 {
-    memset(S0, 0, sizeof(float) * 262144u);
+    memset(D_X, 0, sizeof(float) * 262144u);
     if (v == 0) {
     CK(mlp_bwd(H1_ZG, H1_DQG, D_ZG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
                &(mlp_save){ H1_PRED_H1, H1_PRED_H2, H1_PRED_MEAN, H1_PRED_INVSTD },
@@ -677,7 +753,7 @@ static int head_bwd(int v, const float *a)
     CK(mlp_bwd(H1_O, D_ZO, D_O, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
                &(mlp_save){ H1_PROJ_OBJ_H1, H1_PROJ_OBJ_H2, H1_PROJ_OBJ_MEAN, H1_PROJ_OBJ_INVSTD },
                GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, D_TMP));
-        CK(head_align_bwd(a + 47022080u, H1_AM, D_O, D_AM, S0, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+        CK(head_align_bwd(H1_X, H1_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
     }
     else {
     CK(mlp_bwd(H2_ZG, H2_DQG, D_ZG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
@@ -689,7 +765,7 @@ static int head_bwd(int v, const float *a)
     CK(mlp_bwd(H2_O, D_ZO, D_O, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD },
                GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, D_TMP));
-        CK(head_align_bwd(a + 47022080u, H2_AM, D_O, D_AM, S0, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+        CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
     }
     for (int b = 0; b < BATCH; b++)
         memcpy(D_Z + (size_t)b * 17 * DIM, D_ZG + (size_t)b * DIM, sizeof(float) * DIM);
@@ -703,7 +779,8 @@ static int head_bwd(int v, const float *a)
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD },
                GRADS + 11168832u, GRADS + 11430976u, GRADS + 11431488u, GRADS + 11432000u, D_TMP));
     }
-    head_rows_bwd(D_U, S0, BATCH, CHANNELS, POSITIONS, 1);
+    head_rows_bwd(D_U, D_X, BATCH, CHANNELS, POSITIONS, 1);
+    CK(lwl_act_from_plain(feat_layout, D_X, S0));
     return 0;
 }
 
@@ -727,18 +804,12 @@ static void optimizer_step(float lr, int first)
         float *w = PARAMS + ti->off, *g = GRADS + ti->off, *buf = MOMENTUM + ti->off;
         float wd = ti->decay ? 1e-06f : 0.0f, local = 1.0f;
         if (ti->decay) {
-            double nw = 0, ng = 0;
-            for (size_t i = 0; i < ti->numel; i++) {
-                nw += (double)w[i] * w[i];
-                ng += (double)g[i] * g[i];
-            }
-            nw = sqrt(nw);
-            ng = sqrt(ng);
+            double nw, ng;
+            sq_norms(w, g, ti->numel, &nw, &ng);
             if (nw > 0 && ng > 0)
                 local = (float)(0.001 * nw / (ng + wd * nw));
         }
-        for (size_t i = 0; i < ti->numel; i++)
-            k_lars(&w[i], &buf[i], g[i], wd, local, lr, 0.9f, first);
+        lars_apply(w, buf, g, ti->numel, wd, local, lr, 0.9f, first);
     }
 }
 
@@ -746,10 +817,8 @@ static void optimizer_step(float lr, int first)
  * parameters and the BN running statistics (model.target eman). */
 static void ema_step(float m)
 {
-    for (size_t i = 0; i < TARGET_PARAM_FLOATS; i++)
-        TARGET[i] = k_ema(TARGET[i], PARAMS[i], m);
-    for (size_t i = 0; i < TARGET_BUF_FLOATS; i++)
-        TBUFS[i] = k_ema(TBUFS[i], BUFS[i], m);
+    ema_apply(TARGET, PARAMS, TARGET_PARAM_FLOATS, m);
+    ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);
 }
 
 /* One pre-training step on the two views (BATCH, 3, SIZE, SIZE) each:
@@ -789,7 +858,7 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     /* backward */
     for (int v = 0; v < 2; v++) {
         const float *a = v ? ACT2 : ACT1;
-        CK(head_bwd(v, a));
+        CK(head_bwd(v));
         CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));
     }
 
@@ -805,7 +874,11 @@ const float *net_maps(const float *x)
     memcpy(TACT, x, sizeof(float) * 98304u);
     if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)
         return NULL;
-    return TACT + 47022080u;
+    if (lwl_act_to_plain(feat_layout, TACT + 47022080u, TH_X) != 0) {
+        fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, lwl_nn_error());
+        return NULL;
+    }
+    return TH_X;
 }
 
 /* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */

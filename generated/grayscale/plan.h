@@ -22,7 +22,7 @@
 #define BUF_FLOATS 171776u    /* all groups */
 #define TARGET_PARAM_FLOATS 42398784u
 #define TARGET_BUF_FLOATS 139008u
-#define ARENA_FLOATS 12066434048u  /* 46029.8 MiB */
+#define ARENA_FLOATS 12117814272u  /* 46225.8 MiB */
 
 /* Slots of the arena (floats from its start). */
 #define PARAMS (net_arena + 0u)   /* 46609472: online parameters, see net_params_info */
@@ -42,81 +42,85 @@
 #define S2 (net_arena + 11178224640u)   /* 102760448: backward scratch, the largest activation */
 #define S3 (net_arena + 11280985088u)   /* 102760448: backward scratch, the largest activation */
 #define WS (net_arena + 11383745536u)   /* 2359296: a conv weight gradient before it is added */
-#define H1_U (net_arena + 11386104832u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H1_Z (net_arena + 11399212032u)   /* 1638400: (rows_u, D) proj output */
-#define H1_ZG (net_arena + 11400850432u)   /* 32768: (B, D) global embedding */
-#define H1_QG (net_arena + 11400883200u)   /* 32768: (B, D) predictor output */
-#define H1_DQG (net_arena + 11400915968u)   /* 32768: (B, D) its gradient */
-#define H1_PROJ_H1 (net_arena + 11400948736u)   /* 26214400: (rows, hidden) before BN */
-#define H1_PROJ_H2 (net_arena + 11427163136u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_MEAN (net_arena + 11453377536u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_INVSTD (net_arena + 11453385728u)   /* 8192: (groups, hidden) */
-#define H1_PRED_H1 (net_arena + 11453393920u)   /* 524288: (rows, hidden) before BN */
-#define H1_PRED_H2 (net_arena + 11453918208u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H1_PRED_MEAN (net_arena + 11454442496u)   /* 8192: (groups, hidden) */
-#define H1_PRED_INVSTD (net_arena + 11454450688u)   /* 8192: (groups, hidden) */
-#define H1_AM (net_arena + 11454458880u)   /* 1605632: (B, D, P) alignment maps */
-#define H1_O (net_arena + 11456064512u)   /* 16777216: (B K, C) aligned features */
-#define H1_ZO (net_arena + 11472841728u)   /* 2097152: (B K, D) proj_obj output */
-#define H1_QO (net_arena + 11474938880u)   /* 2097152: (B K, D) predictor_obj output */
-#define H1_DQO (net_arena + 11477036032u)   /* 2097152: (B K, D) its gradient */
-#define H1_PROJ_OBJ_H1 (net_arena + 11479133184u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PROJ_OBJ_H2 (net_arena + 11512687616u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_OBJ_MEAN (net_arena + 11546242048u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_OBJ_INVSTD (net_arena + 11546250240u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_H1 (net_arena + 11546258432u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PRED_OBJ_H2 (net_arena + 11579812864u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PRED_OBJ_MEAN (net_arena + 11613367296u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_INVSTD (net_arena + 11613375488u)   /* 8192: (groups, hidden) */
-#define T1_ZG (net_arena + 11613383680u)   /* 32768: (B, D) target global embedding */
-#define T1_ZO (net_arena + 11613416448u)   /* 2097152: (B K, D) target aligned embedding */
-#define H2_U (net_arena + 11615513600u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H2_Z (net_arena + 11628620800u)   /* 1638400: (rows_u, D) proj output */
-#define H2_ZG (net_arena + 11630259200u)   /* 32768: (B, D) global embedding */
-#define H2_QG (net_arena + 11630291968u)   /* 32768: (B, D) predictor output */
-#define H2_DQG (net_arena + 11630324736u)   /* 32768: (B, D) its gradient */
-#define H2_PROJ_H1 (net_arena + 11630357504u)   /* 26214400: (rows, hidden) before BN */
-#define H2_PROJ_H2 (net_arena + 11656571904u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_MEAN (net_arena + 11682786304u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_INVSTD (net_arena + 11682794496u)   /* 8192: (groups, hidden) */
-#define H2_PRED_H1 (net_arena + 11682802688u)   /* 524288: (rows, hidden) before BN */
-#define H2_PRED_H2 (net_arena + 11683326976u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H2_PRED_MEAN (net_arena + 11683851264u)   /* 8192: (groups, hidden) */
-#define H2_PRED_INVSTD (net_arena + 11683859456u)   /* 8192: (groups, hidden) */
-#define H2_AM (net_arena + 11683867648u)   /* 1605632: (B, D, P) alignment maps */
-#define H2_O (net_arena + 11685473280u)   /* 16777216: (B K, C) aligned features */
-#define H2_ZO (net_arena + 11702250496u)   /* 2097152: (B K, D) proj_obj output */
-#define H2_QO (net_arena + 11704347648u)   /* 2097152: (B K, D) predictor_obj output */
-#define H2_DQO (net_arena + 11706444800u)   /* 2097152: (B K, D) its gradient */
-#define H2_PROJ_OBJ_H1 (net_arena + 11708541952u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PROJ_OBJ_H2 (net_arena + 11742096384u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_OBJ_MEAN (net_arena + 11775650816u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_OBJ_INVSTD (net_arena + 11775659008u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_H1 (net_arena + 11775667200u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PRED_OBJ_H2 (net_arena + 11809221632u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PRED_OBJ_MEAN (net_arena + 11842776064u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_INVSTD (net_arena + 11842784256u)   /* 8192: (groups, hidden) */
-#define T2_ZG (net_arena + 11842792448u)   /* 32768: (B, D) target global embedding */
-#define T2_ZO (net_arena + 11842825216u)   /* 2097152: (B K, D) target aligned embedding */
-#define TH_U (net_arena + 11844922368u)   /* 13107200: target head scratch (rows_u, C) */
-#define TH_Z (net_arena + 11858029568u)   /* 1638400: (rows_u, D) */
-#define TH_PROJ_H1 (net_arena + 11859667968u)   /* 26214400: (rows, hidden) before BN */
-#define TH_PROJ_H2 (net_arena + 11885882368u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_MEAN (net_arena + 11912096768u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_INVSTD (net_arena + 11912104960u)   /* 8192: (groups, hidden) */
-#define TH_AM (net_arena + 11912113152u)   /* 1605632: (B, D, P) */
-#define TH_O (net_arena + 11913718784u)   /* 16777216: (B K, C) */
-#define TH_PROJ_OBJ_H1 (net_arena + 11930496000u)   /* 33554432: (rows, hidden) before BN */
-#define TH_PROJ_OBJ_H2 (net_arena + 11964050432u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_OBJ_MEAN (net_arena + 11997604864u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_OBJ_INVSTD (net_arena + 11997613056u)   /* 8192: (groups, hidden) */
-#define D_ZG (net_arena + 11997621248u)   /* 32768: backward: (B, D) */
-#define D_Z (net_arena + 11997654016u)   /* 1638400: (rows_u, D) */
-#define D_U (net_arena + 11999292416u)   /* 13107200: (rows_u, C) */
-#define D_TMP (net_arena + 12012399616u)   /* 33554432: (rows, hidden) inside an MLP backward */
-#define D_ZO (net_arena + 12045954048u)   /* 2097152: (B K, D) */
-#define D_O (net_arena + 12048051200u)   /* 16777216: (B K, C) */
-#define D_AM (net_arena + 12064828416u)   /* 1605632: (B, D, P) */
+#define H1_X (net_arena + 11386104832u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H1_U (net_arena + 11398949888u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H1_Z (net_arena + 11412057088u)   /* 1638400: (rows_u, D) proj output */
+#define H1_ZG (net_arena + 11413695488u)   /* 32768: (B, D) global embedding */
+#define H1_QG (net_arena + 11413728256u)   /* 32768: (B, D) predictor output */
+#define H1_DQG (net_arena + 11413761024u)   /* 32768: (B, D) its gradient */
+#define H1_PROJ_H1 (net_arena + 11413793792u)   /* 26214400: (rows, hidden) before BN */
+#define H1_PROJ_H2 (net_arena + 11440008192u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_MEAN (net_arena + 11466222592u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_INVSTD (net_arena + 11466230784u)   /* 8192: (groups, hidden) */
+#define H1_PRED_H1 (net_arena + 11466238976u)   /* 524288: (rows, hidden) before BN */
+#define H1_PRED_H2 (net_arena + 11466763264u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H1_PRED_MEAN (net_arena + 11467287552u)   /* 8192: (groups, hidden) */
+#define H1_PRED_INVSTD (net_arena + 11467295744u)   /* 8192: (groups, hidden) */
+#define H1_AM (net_arena + 11467303936u)   /* 1605632: (B, D, P) alignment maps */
+#define H1_O (net_arena + 11468909568u)   /* 16777216: (B K, C) aligned features */
+#define H1_ZO (net_arena + 11485686784u)   /* 2097152: (B K, D) proj_obj output */
+#define H1_QO (net_arena + 11487783936u)   /* 2097152: (B K, D) predictor_obj output */
+#define H1_DQO (net_arena + 11489881088u)   /* 2097152: (B K, D) its gradient */
+#define H1_PROJ_OBJ_H1 (net_arena + 11491978240u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PROJ_OBJ_H2 (net_arena + 11525532672u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_OBJ_MEAN (net_arena + 11559087104u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_OBJ_INVSTD (net_arena + 11559095296u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_H1 (net_arena + 11559103488u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PRED_OBJ_H2 (net_arena + 11592657920u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PRED_OBJ_MEAN (net_arena + 11626212352u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_INVSTD (net_arena + 11626220544u)   /* 8192: (groups, hidden) */
+#define T1_ZG (net_arena + 11626228736u)   /* 32768: (B, D) target global embedding */
+#define T1_ZO (net_arena + 11626261504u)   /* 2097152: (B K, D) target aligned embedding */
+#define H2_X (net_arena + 11628358656u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H2_U (net_arena + 11641203712u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H2_Z (net_arena + 11654310912u)   /* 1638400: (rows_u, D) proj output */
+#define H2_ZG (net_arena + 11655949312u)   /* 32768: (B, D) global embedding */
+#define H2_QG (net_arena + 11655982080u)   /* 32768: (B, D) predictor output */
+#define H2_DQG (net_arena + 11656014848u)   /* 32768: (B, D) its gradient */
+#define H2_PROJ_H1 (net_arena + 11656047616u)   /* 26214400: (rows, hidden) before BN */
+#define H2_PROJ_H2 (net_arena + 11682262016u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_MEAN (net_arena + 11708476416u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_INVSTD (net_arena + 11708484608u)   /* 8192: (groups, hidden) */
+#define H2_PRED_H1 (net_arena + 11708492800u)   /* 524288: (rows, hidden) before BN */
+#define H2_PRED_H2 (net_arena + 11709017088u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H2_PRED_MEAN (net_arena + 11709541376u)   /* 8192: (groups, hidden) */
+#define H2_PRED_INVSTD (net_arena + 11709549568u)   /* 8192: (groups, hidden) */
+#define H2_AM (net_arena + 11709557760u)   /* 1605632: (B, D, P) alignment maps */
+#define H2_O (net_arena + 11711163392u)   /* 16777216: (B K, C) aligned features */
+#define H2_ZO (net_arena + 11727940608u)   /* 2097152: (B K, D) proj_obj output */
+#define H2_QO (net_arena + 11730037760u)   /* 2097152: (B K, D) predictor_obj output */
+#define H2_DQO (net_arena + 11732134912u)   /* 2097152: (B K, D) its gradient */
+#define H2_PROJ_OBJ_H1 (net_arena + 11734232064u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PROJ_OBJ_H2 (net_arena + 11767786496u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_OBJ_MEAN (net_arena + 11801340928u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_OBJ_INVSTD (net_arena + 11801349120u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_H1 (net_arena + 11801357312u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PRED_OBJ_H2 (net_arena + 11834911744u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PRED_OBJ_MEAN (net_arena + 11868466176u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_INVSTD (net_arena + 11868474368u)   /* 8192: (groups, hidden) */
+#define T2_ZG (net_arena + 11868482560u)   /* 32768: (B, D) target global embedding */
+#define T2_ZO (net_arena + 11868515328u)   /* 2097152: (B K, D) target aligned embedding */
+#define TH_X (net_arena + 11870612480u)   /* 12845056: target head scratch: (B, C, P) plain layer4 */
+#define TH_U (net_arena + 11883457536u)   /* 13107200: (rows_u, C) */
+#define TH_Z (net_arena + 11896564736u)   /* 1638400: (rows_u, D) */
+#define TH_PROJ_H1 (net_arena + 11898203136u)   /* 26214400: (rows, hidden) before BN */
+#define TH_PROJ_H2 (net_arena + 11924417536u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_MEAN (net_arena + 11950631936u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_INVSTD (net_arena + 11950640128u)   /* 8192: (groups, hidden) */
+#define TH_AM (net_arena + 11950648320u)   /* 1605632: (B, D, P) */
+#define TH_O (net_arena + 11952253952u)   /* 16777216: (B K, C) */
+#define TH_PROJ_OBJ_H1 (net_arena + 11969031168u)   /* 33554432: (rows, hidden) before BN */
+#define TH_PROJ_OBJ_H2 (net_arena + 12002585600u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_OBJ_MEAN (net_arena + 12036140032u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_OBJ_INVSTD (net_arena + 12036148224u)   /* 8192: (groups, hidden) */
+#define D_X (net_arena + 12036156416u)   /* 12845056: backward: (B, C, P) plain d(layer4 output) */
+#define D_ZG (net_arena + 12049001472u)   /* 32768: (B, D) */
+#define D_Z (net_arena + 12049034240u)   /* 1638400: (rows_u, D) */
+#define D_U (net_arena + 12050672640u)   /* 13107200: (rows_u, C) */
+#define D_TMP (net_arena + 12063779840u)   /* 33554432: (rows, hidden) inside an MLP backward */
+#define D_ZO (net_arena + 12097334272u)   /* 2097152: (B K, D) */
+#define D_O (net_arena + 12099431424u)   /* 16777216: (B K, C) */
+#define D_AM (net_arena + 12116208640u)   /* 1605632: (B, D, P) */
 
 extern float *net_arena;
 extern const lwl_tensor_info net_params_info[NPARAMS];

@@ -7,125 +7,461 @@
 #define LWL_CPU_OPS_H
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "lwl_nn.h"
 
-/* ---- batch norm over (n, c, hw) tensors in `groups` groups of n/groups images */
+/* -O2's "very cheap" vectoriser cost model (what lwlc builds with) skips every loop here that
+ * needs a run-time trip count or alias check; the runtime builds with the same flag
+ * (mk/runtime.mk). Popped at the end of this file. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
 
-/* Train mode: statistics of each group, saved for backward (mean, invstd:
- * (groups, c)); running statistics (groups, c) updated; optional ReLU. */
-static void bn_train(const float *x, float *y, int n, int c, int hw, int groups,
-                     const float *gamma, const float *beta, float *mean, float *invstd,
-                     float *run_mean, float *run_var, int relu)
+/* ---- scratch of the reductions, made once by cpu_ops_init (the step allocates nothing) */
+
+static double *ops_scratch;   /* (images + groups, channels, 2) of the widest BN */
+static size_t ops_scratch_n;
+
+/* Room for reductions over `images` images (or rows) and `groups` groups of `channels`
+ * channels; 0 or -1 (out of memory, message in lwl_nn_error's place: stderr). */
+static int cpu_ops_init(int images, int groups, int channels)
 {
-    int per = n / groups;
+    size_t n = ((size_t)images + (size_t)groups) * (size_t)channels * 2;
+    if (n <= ops_scratch_n)
+        return 0;
+    double *p = realloc(ops_scratch, n * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "cpu_ops: cannot allocate %zu bytes of scratch\n", n * sizeof *p);
+        return -1;
+    }
+    ops_scratch = p;
+    ops_scratch_n = n;
+    return 0;
+}
+
+static void cpu_ops_free(void)
+{
+    free(ops_scratch);
+    ops_scratch = NULL;
+    ops_scratch_n = 0;
+}
+
+/* ---- batch norm over (n, c, hw) activations in `groups` groups of n/groups images.
+ * Layout: channel block blk (lwl_nn_act_block(), 1 for plain NCHW); element (i, ch, j) is at
+ * ((i * (c / blk) + ch / blk) * hw + j) * blk + ch % blk. Work runs as one task per (image,
+ * channel block) on lwl_parallel_for; the sums of a task are in double and are added over
+ * the images of a group in image order, so the bits do not depend on the thread count. */
+
+typedef struct bn_args {
+    const float *x, *dy, *relu_out, *res;
+    float *y;                       /* y, or dx in backward */
+    int n, c, hw, blk, per, relu;
+    const float *gamma, *beta;
+    const float *mean, *invstd;     /* (groups, c): batch or running statistics */
+    const float *run_var;           /* eval: invstd from the running variance instead */
+    double *part;                   /* (n, c, 2) per-image sums, then (groups, c, 2) totals */
+    double inv_m;
+} bn_args;
+
+/* The start of (image i, channel block cb) and its first channel. */
+static inline size_t bn_at(const bn_args *a, int t, int *ch0)
+{
+    int nb = a->c / a->blk, i = t / nb, cb = t % nb;
+    *ch0 = cb * a->blk;
+    return ((size_t)i * nb + cb) * a->hw * a->blk;
+}
+
+/* Sum and sum of squares of each channel of one task; blk is a literal where it is inlined. */
+static inline __attribute__((always_inline)) void bn_sums_blk(const float *p, int hw, int blk,
+                                                             double *out)
+{
+    double s[16] = { 0 }, ss[16] = { 0 };
+    for (int j = 0; j < hw; j++)
+        for (int k = 0; k < blk; k++) {
+            double v = p[(size_t)j * blk + k];
+            s[k] += v;
+            ss[k] += v * v;
+        }
+    for (int k = 0; k < blk; k++) {
+        out[2 * k] = s[k];
+        out[2 * k + 1] = ss[k];
+    }
+}
+
+static void bn_sums_task(void *ctx, int t)
+{
+    const bn_args *a = ctx;
+    int ch0, i = t / (a->c / a->blk);
+    const float *p = a->x + bn_at(a, t, &ch0);
+    double *out = a->part + ((size_t)i * a->c + ch0) * 2;
+    if (a->blk == 16)
+        bn_sums_blk(p, a->hw, 16, out);
+    else if (a->blk == 8)
+        bn_sums_blk(p, a->hw, 8, out);
+    else
+        bn_sums_blk(p, a->hw, 1, out);
+}
+
+/* y = bn(x) (+ res, then ReLU) (ReLU) over one task, with the statistics of its group. */
+static inline __attribute__((always_inline)) void bn_apply_blk(const bn_args *a, int t,
+                                                              int blk)
+{
+    int ch0, g = t / (a->c / blk) / a->per;
+    size_t o = bn_at(a, t, &ch0);
+    float mu[16], is[16], ga[16], be[16];
+    for (int k = 0; k < blk; k++) {
+        int ch = ch0 + k;
+        mu[k] = a->mean[g * a->c + ch];
+        is[k] = a->run_var ? k_invstd(a->run_var[g * a->c + ch]) : a->invstd[g * a->c + ch];
+        ga[k] = a->gamma[ch];
+        be[k] = a->beta[ch];
+    }
+    const float *restrict x = a->x + o;
+    float *restrict y = a->y + o;
+    size_t n = (size_t)a->hw * blk;
+    if (a->res) {
+        const float *restrict r = a->res + o;
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                y[j + k] = k_add_relu(k_bn(x[j + k], mu[k], is[k], ga[k], be[k]), r[j + k]);
+    } else if (a->relu) {
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                y[j + k] = k_relu(k_bn(x[j + k], mu[k], is[k], ga[k], be[k]));
+    } else {
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                y[j + k] = k_bn(x[j + k], mu[k], is[k], ga[k], be[k]);
+    }
+}
+
+static void bn_apply_task(void *ctx, int t)
+{
+    const bn_args *a = ctx;
+    if (a->blk == 16)
+        bn_apply_blk(a, t, 16);
+    else if (a->blk == 8)
+        bn_apply_blk(a, t, 8);
+    else
+        bn_apply_blk(a, t, 1);
+}
+
+/* Train mode: statistics of each group, saved for backward (mean, invstd: (groups, c));
+ * running statistics (groups, c) updated. y = relu(bn(x) + res) when res is not NULL (the
+ * end of a residual block), else bn(x), with a ReLU when relu is set. */
+static void bn_train(const float *x, float *y, int n, int c, int hw, int groups, int blk,
+                     const float *gamma, const float *beta, float *mean, float *invstd,
+                     float *run_mean, float *run_var, int relu, const float *res)
+{
+    int per = n / groups, tasks = n * (c / blk);
+    bn_args a = { .x = x, .res = res, .y = y, .c = c, .hw = hw, .blk = blk, .per = per,
+                  .relu = relu, .gamma = gamma, .beta = beta, .mean = mean, .invstd = invstd,
+                  .part = ops_scratch };
+    lwl_parallel_for(tasks, bn_sums_task, &a);
     double m = (double)per * hw;
     for (int g = 0; g < groups; g++)
         for (int ch = 0; ch < c; ch++) {
             double s = 0, ss = 0;
             for (int i = g * per; i < (g + 1) * per; i++) {
-                const float *p = x + ((size_t)i * c + ch) * hw;
-                for (int j = 0; j < hw; j++)
-                    s += p[j];
+                s += a.part[((size_t)i * c + ch) * 2];
+                ss += a.part[((size_t)i * c + ch) * 2 + 1];
             }
-            double mu = s / m;
-            for (int i = g * per; i < (g + 1) * per; i++) {
-                const float *p = x + ((size_t)i * c + ch) * hw;
-                for (int j = 0; j < hw; j++)
-                    ss += ((double)p[j] - mu) * ((double)p[j] - mu);
-            }
-            float var = (float)(ss / m), is = k_invstd(var);
+            double mu = s / m, var = ss / m - mu * mu;
+            var = var > 0 ? var : 0;
             mean[g * c + ch] = (float)mu;
-            invstd[g * c + ch] = is;
+            invstd[g * c + ch] = k_invstd((float)var);
             run_mean[g * c + ch] = k_running(run_mean[g * c + ch], (float)mu);
             run_var[g * c + ch] = k_running(run_var[g * c + ch],
-                                            (float)(ss / (m > 1 ? m - 1 : 1)));
-            float ga = gamma[ch], be = beta[ch], mf = (float)mu;
-            for (int i = g * per; i < (g + 1) * per; i++) {
-                const float *p = x + ((size_t)i * c + ch) * hw;
-                float *q = y + ((size_t)i * c + ch) * hw;
-                if (relu)
-                    for (int j = 0; j < hw; j++)
-                        q[j] = k_relu(k_bn(p[j], mf, is, ga, be));
-                else
-                    for (int j = 0; j < hw; j++)
-                        q[j] = k_bn(p[j], mf, is, ga, be);
-            }
+                                            (float)(var * m / (m > 1 ? m - 1 : 1)));
         }
+    lwl_parallel_for(tasks, bn_apply_task, &a);
 }
 
-/* Eval mode with the running statistics of each group. */
-static void bn_eval(const float *x, float *y, int n, int c, int hw, int groups,
+/* Eval mode with the running statistics of each group; res and relu as bn_train. */
+static void bn_eval(const float *x, float *y, int n, int c, int hw, int groups, int blk,
                     const float *gamma, const float *beta, const float *run_mean,
-                    const float *run_var, int relu)
+                    const float *run_var, int relu, const float *res)
 {
-    int per = n / groups;
-    for (int i = 0; i < n; i++) {
-        int g = i / per;
-        for (int ch = 0; ch < c; ch++) {
-            const float *p = x + ((size_t)i * c + ch) * hw;
-            float *q = y + ((size_t)i * c + ch) * hw;
-            float mu = run_mean[g * c + ch], is = k_invstd(run_var[g * c + ch]);
-            for (int j = 0; j < hw; j++) {
-                float v = k_bn(p[j], mu, is, gamma[ch], beta[ch]);
-                q[j] = relu ? k_relu(v) : v;
-            }
-        }
+    bn_args a = { .x = x, .res = res, .y = y, .c = c, .hw = hw, .blk = blk,
+                  .per = n / groups, .relu = relu, .gamma = gamma, .beta = beta,
+                  .mean = run_mean, .run_var = run_var };
+    lwl_parallel_for(n * (c / blk), bn_apply_task, &a);
+}
+
+/* Backward sums of one task: of d and of d * xhat, d = dy through the ReLU when given. */
+static inline __attribute__((always_inline)) void bn_bsums_blk(const bn_args *a, int t,
+                                                              int blk)
+{
+    int ch0, i = t / (a->c / blk), g = i / a->per;
+    size_t o = bn_at(a, t, &ch0);
+    float mu[16], is[16];
+    double s1[16] = { 0 }, s2[16] = { 0 };
+    for (int k = 0; k < blk; k++) {
+        mu[k] = a->mean[g * a->c + ch0 + k];
+        is[k] = a->invstd[g * a->c + ch0 + k];
     }
+    const float *restrict x = a->x + o, *restrict dy = a->dy + o;
+    const float *restrict ro = a->relu_out ? a->relu_out + o : NULL;
+    size_t n = (size_t)a->hw * blk;
+    if (ro)     /* the test outside the loops: a conditional load does not vectorise */
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++) {
+                float d = k_relu_bwd(dy[j + k], ro[j + k]);
+                s1[k] += d;
+                s2[k] += (double)d * ((x[j + k] - mu[k]) * is[k]);
+            }
+    else
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++) {
+                float d = dy[j + k];
+                s1[k] += d;
+                s2[k] += (double)d * ((x[j + k] - mu[k]) * is[k]);
+            }
+    double *out = a->part + ((size_t)i * a->c + ch0) * 2;
+    for (int k = 0; k < blk; k++) {
+        out[2 * k] = s1[k];
+        out[2 * k + 1] = s2[k];
+    }
+}
+
+static void bn_bsums_task(void *ctx, int t)
+{
+    const bn_args *a = ctx;
+    if (a->blk == 16)
+        bn_bsums_blk(a, t, 16);
+    else if (a->blk == 8)
+        bn_bsums_blk(a, t, 8);
+    else
+        bn_bsums_blk(a, t, 1);
+}
+
+/* dx of one task from the group totals (after the per-image sums in part). */
+static inline __attribute__((always_inline)) void bn_bapply_blk(const bn_args *a, int t,
+                                                               int blk)
+{
+    int ch0, i = t / (a->c / blk), g = i / a->per;
+    size_t o = bn_at(a, t, &ch0);
+    const double *tot = a->part + (size_t)a->n * a->c * 2;     /* after the per-image sums */
+    float mu[16], is[16], ga[16], s1[16], s2[16];
+    for (int k = 0; k < blk; k++) {
+        int ch = ch0 + k;
+        mu[k] = a->mean[g * a->c + ch];
+        is[k] = a->invstd[g * a->c + ch];
+        ga[k] = a->gamma[ch];
+        s1[k] = (float)tot[((size_t)g * a->c + ch) * 2];
+        s2[k] = (float)tot[((size_t)g * a->c + ch) * 2 + 1];
+    }
+    /* dx may be dy itself: each element is read before it is written, in the same place */
+    const float *x = a->x + o, *dy = a->dy + o, *ro = a->relu_out ? a->relu_out + o : NULL;
+    float *dx = a->y + o, inv_m = (float)a->inv_m;
+    size_t n = (size_t)a->hw * blk;
+    if (ro)
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                dx[j + k] = k_bn_bwd(k_relu_bwd(dy[j + k], ro[j + k]),
+                                     (x[j + k] - mu[k]) * is[k], ga[k], is[k], s1[k], s2[k],
+                                     inv_m);
+    else
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                dx[j + k] = k_bn_bwd(dy[j + k], (x[j + k] - mu[k]) * is[k], ga[k], is[k],
+                                     s1[k], s2[k], inv_m);
+}
+static void bn_bapply_task(void *ctx, int t)
+{
+    const bn_args *a = ctx;
+    if (a->blk == 16)
+        bn_bapply_blk(a, t, 16);
+    else if (a->blk == 8)
+        bn_bapply_blk(a, t, 8);
+    else
+        bn_bapply_blk(a, t, 1);
 }
 
 /* Backward of train-mode BN: dy (n, c, hw) → dx; dgamma, dbeta accumulate.
  * When relu_out is not NULL, dy first goes through the ReLU that produced it. */
 static void bn_train_bwd(const float *x, const float *dy_in, const float *relu_out, float *dx,
-                         int n, int c, int hw, int groups, const float *gamma,
+                         int n, int c, int hw, int groups, int blk, const float *gamma,
                          const float *mean, const float *invstd, float *dgamma, float *dbeta)
 {
-    int per = n / groups;
-    float inv_m = 1.0f / ((float)per * hw);
+    int per = n / groups, tasks = n * (c / blk);
+    bn_args a = { .x = x, .dy = dy_in, .relu_out = relu_out, .y = dx, .n = n, .c = c,
+                  .hw = hw, .blk = blk, .per = per, .gamma = gamma, .mean = mean,
+                  .invstd = invstd, .part = ops_scratch,
+                  .inv_m = 1.0f / ((float)per * hw) };
+    lwl_parallel_for(tasks, bn_bsums_task, &a);
+    double *tot = a.part + (size_t)n * c * 2;
     for (int g = 0; g < groups; g++)
         for (int ch = 0; ch < c; ch++) {
-            float mu = mean[g * c + ch], is = invstd[g * c + ch];
             double sdy = 0, sdx = 0;
             for (int i = g * per; i < (g + 1) * per; i++) {
-                size_t o = ((size_t)i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) {
-                    float d = relu_out ? k_relu_bwd(dy_in[o + j], relu_out[o + j]) : dy_in[o + j];
-                    sdy += d;
-                    sdx += (double)d * ((x[o + j] - mu) * is);
-                }
+                sdy += a.part[((size_t)i * c + ch) * 2];
+                sdx += a.part[((size_t)i * c + ch) * 2 + 1];
             }
+            tot[((size_t)g * c + ch) * 2] = sdy;
+            tot[((size_t)g * c + ch) * 2 + 1] = sdx;
             dgamma[ch] += (float)sdx;
             dbeta[ch] += (float)sdy;
-            float s1 = (float)sdy, s2 = (float)sdx, ga = gamma[ch];
-            for (int i = g * per; i < (g + 1) * per; i++) {
-                size_t o = ((size_t)i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) {
-                    float d = relu_out ? k_relu_bwd(dy_in[o + j], relu_out[o + j]) : dy_in[o + j];
-                    dx[o + j] = k_bn_bwd(d, (x[o + j] - mu) * is, ga, is, s1, s2, inv_m);
-                }
-            }
         }
+    lwl_parallel_for(tasks, bn_bapply_task, &a);
+}
+
+/* ---- element-wise passes over whole activations, in chunks on the threads */
+
+enum { EW_CHUNK = 16384, EW_ADD_RELU, EW_RELU_BWD, EW_ADD };
+
+typedef struct ew_args {
+    const float *a, *b;
+    float *y;
+    size_t n;
+    int op;
+} ew_args;
+
+static void ew_task(void *ctx, int t)
+{
+    const ew_args *e = ctx;
+    size_t lo = (size_t)t * EW_CHUNK, hi = lo + EW_CHUNK < e->n ? lo + EW_CHUNK : e->n;
+    const float *a = e->a, *b = e->b;
+    float *y = e->y;
+    if (e->op == EW_ADD_RELU)
+        for (size_t i = lo; i < hi; i++)
+            y[i] = k_add_relu(a[i], b[i]);
+    else if (e->op == EW_RELU_BWD)
+        for (size_t i = lo; i < hi; i++)
+            y[i] = k_relu_bwd(a[i], b[i]);
+    else
+        for (size_t i = lo; i < hi; i++)
+            y[i] = a[i] + b[i];
+}
+
+static void ew_run(const float *a, const float *b, float *y, size_t n, int op)
+{
+    ew_args e = { a, b, y, n, op };
+    lwl_parallel_for((int)((n + EW_CHUNK - 1) / EW_CHUNK), ew_task, &e);
 }
 
 static void add_relu(const float *a, const float *b, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] = k_add_relu(a[i], b[i]);
+    ew_run(a, b, y, n, EW_ADD_RELU);
 }
 
 /* dy through relu(a + b) given its output y, in place. */
 static void relu_bwd_inplace(float *dy, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        dy[i] = k_relu_bwd(dy[i], y[i]);
+    ew_run(dy, y, dy, n, EW_RELU_BWD);
 }
 
 static void add_into(float *y, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] += x[i];
+    ew_run(y, x, y, n, EW_ADD);
+}
+
+/* ---- the optimiser and the moving average, over whole tensors */
+
+typedef struct upd_args {
+    float *w, *buf;
+    const float *g;
+    size_t n, chunk;
+    float wd, local, lr, momentum, m;
+    int first;
+    double *part;
+} upd_args;
+
+/* Sums of squares of one chunk of w and g in 8 fixed lanes (vectorised, fixed order). */
+static void sq_task(void *ctx, int t)
+{
+    const upd_args *u = ctx;
+    size_t lo = (size_t)t * u->chunk, hi = lo + u->chunk < u->n ? lo + u->chunk : u->n;
+    double sw[8] = { 0 }, sg[8] = { 0 };
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+        for (int k = 0; k < 8; k++) {
+            sw[k] += (double)u->w[i + k] * u->w[i + k];
+            sg[k] += (double)u->g[i + k] * u->g[i + k];
+        }
+    for (int k = 0; i < hi; i++, k++) {
+        sw[k] += (double)u->w[i] * u->w[i];
+        sg[k] += (double)u->g[i] * u->g[i];
+    }
+    double a = 0, b = 0;
+    for (int k = 0; k < 8; k++) {
+        a += sw[k];
+        b += sg[k];
+    }
+    u->part[2 * t] = a;
+    u->part[2 * t + 1] = b;
+}
+
+/* Chunks of an n-element tensor: at most one per two doubles of scratch. */
+static int upd_chunks(size_t n, size_t *chunk)
+{
+    size_t most = ops_scratch_n / 2, k = (n + EW_CHUNK - 1) / EW_CHUNK;
+    k = k < most ? k : most;
+    k = k ? k : 1;
+    *chunk = (n + k - 1) / k;
+    return (int)((n + *chunk - 1) / *chunk);
+}
+
+/* The L2 norms of w and g (n elements each), summed in double chunk by chunk. */
+static void sq_norms(const float *w, const float *g, size_t n, double *nw, double *ng)
+{
+    upd_args u = { .w = (float *)w, .g = g, .n = n, .part = ops_scratch };
+    int k = upd_chunks(n, &u.chunk);
+    lwl_parallel_for(k, sq_task, &u);
+    double a = 0, b = 0;
+    for (int t = 0; t < k; t++) {
+        a += u.part[2 * t];
+        b += u.part[2 * t + 1];
+    }
+    *nw = sqrt(a);
+    *ng = sqrt(b);
+}
+
+static void lars_task(void *ctx, int t)
+{
+    const upd_args *u = ctx;
+    size_t lo = (size_t)t * u->chunk, hi = lo + u->chunk < u->n ? lo + u->chunk : u->n;
+    float *restrict w = u->w, *restrict buf = u->buf;
+    const float *restrict g = u->g;
+    if (u->first)     /* two loops: the flag is a constant inside each */
+        for (size_t i = lo; i < hi; i++)
+            k_lars(&w[i], &buf[i], g[i], u->wd, u->local, u->lr, u->momentum, 1);
+    else
+        for (size_t i = lo; i < hi; i++)
+            k_lars(&w[i], &buf[i], g[i], u->wd, u->local, u->lr, u->momentum, 0);
+}
+
+/* k_lars over the n elements of one tensor. */
+static void lars_apply(float *w, float *buf, const float *g, size_t n, float wd, float local,
+                       float lr, float momentum, int first)
+{
+    upd_args u = { .w = w, .buf = buf, .g = g, .n = n, .wd = wd, .local = local, .lr = lr,
+                   .momentum = momentum, .first = first };
+    int k = upd_chunks(n, &u.chunk);
+    lwl_parallel_for(k, lars_task, &u);
+}
+
+static void ema_task(void *ctx, int t)
+{
+    const upd_args *u = ctx;
+    size_t lo = (size_t)t * u->chunk, hi = lo + u->chunk < u->n ? lo + u->chunk : u->n;
+    float *restrict tw = u->w;
+    const float *restrict o = u->g;
+    for (size_t i = lo; i < hi; i++)
+        tw[i] = k_ema(tw[i], o[i], u->m);
+}
+
+/* t = m t + (1 - m) o over n elements. */
+static void ema_apply(float *t, const float *o, size_t n, float m)
+{
+    upd_args u = { .w = t, .g = o, .n = n, .m = m };
+    int k = upd_chunks(n, &u.chunk);
+    lwl_parallel_for(k, ema_task, &u);
 }
 
 /* ---- batch norm over rows: (rows, c) in groups of rows/groups rows (the head) */
@@ -135,7 +471,7 @@ static void bn1d_train(const float *x, float *y, int rows, int c, int groups,
                        float *run_mean, float *run_var, int relu, int update_running)
 {
     int per = rows / groups;
-    double *s = calloc((size_t)c * 2, sizeof *s);
+    double *s = ops_scratch;
     for (int g = 0; g < groups; g++) {
         memset(s, 0, (size_t)c * 2 * sizeof *s);
         for (int r = g * per; r < (g + 1) * per; r++)
@@ -164,7 +500,6 @@ static void bn1d_train(const float *x, float *y, int rows, int c, int groups,
                 y[(size_t)r * c + ch] = relu ? k_relu(v) : v;
             }
     }
-    free(s);
 }
 
 static void bn1d_eval(const float *x, float *y, int rows, int c, int groups,
@@ -189,7 +524,7 @@ static void bn1d_train_bwd(const float *x, const float *dy_in, const float *relu
                            float *dbeta)
 {
     int per = rows / groups;
-    double *s = calloc((size_t)c * 2, sizeof *s);
+    double *s = ops_scratch;
     for (int g = 0; g < groups; g++) {
         memset(s, 0, (size_t)c * 2 * sizeof *s);
         for (int r = g * per; r < (g + 1) * per; r++)
@@ -212,7 +547,6 @@ static void bn1d_train_bwd(const float *x, const float *dy_in, const float *relu
                                  (float)s[ch], (float)s[c + ch], 1.0f / per);
             }
     }
-    free(s);
 }
 
 /* ---- the head's MLP: y = W3 relu(bn(W0 x)) over rows of (rows, in) */
@@ -412,5 +746,9 @@ static double cos_loss(const float *q, const float *t, float *dq, int rows, int 
     }
     return scale * total / rows;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #endif
