@@ -97,7 +97,8 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
     size_t RU = (size_t)rows_u(p), RO = B * K;
 
     place(a, "PARAMS", p->param_floats, "online parameters, see net_params_info");
-    place(a, "GRADS", p->param_floats, "their gradients");
+    place(a, "GRADS", (size_t)s->train.gpus * p->param_floats,
+          "their gradients, per chunk (GPUS, PARAM_FLOATS); the step's in chunk 0");
     place(a, "MOMENTUM", p->param_floats, "optimiser buffers (lr folded in)");
     place(a, "TARGET", p->target_param_floats, "target parameters: backbone, proj, proj_obj");
     place(a, "BUFS", G * p->buf_floats, "online BN running statistics, (groups, c) each");
@@ -204,6 +205,9 @@ int emit_plan_h(const lwl_plan *p, FILE *f)
     L("%s", "");
     L("#define BATCH %d          /* images per view and step (train.batch) */", p->batch);
     L("#define GROUPS %d          /* BN groups of BATCH / GROUPS images */", p->groups);
+    L("#define GPUS %d            /* chunks of CHUNK images, one per GPU (train.gpus) */",
+      p->spec->train.gpus);
+    L("#define CHUNK (BATCH / GPUS)");
     L("#define SIZE %d", p->size);
     L("#define CHANNELS %d      /* layer4's channels */", p->channels);
     L("#define POSITIONS %d     /* layer4's %d x %d positions */", p->fh * p->fw, p->fh, p->fw);
@@ -235,7 +239,7 @@ int emit_plan_h(const lwl_plan *p, FILE *f)
     L("extern const lwl_tensor_info net_params_info[NPARAMS];");
     L("extern const lwl_tensor_info net_bufs_info[NBUFS];");
     L("%s", "");
-    L("int net_init(int threads);");
+    L("int net_init(int threads, int rank, int ranks);");
     L("void net_free(void);");
     L("int net_init_weights(uint64_t seed);");
     L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
@@ -260,10 +264,15 @@ static const char *act(const lwl_plan *p, const char *base, int id)
     return buf[k];
 }
 
-static size_t act_n(const lwl_plan *p, int id)
+/* "(size_t)nb * 1234u": the floats of activation `id` for this rank's images. */
+static const char *act_nb(const lwl_plan *p, int id)
 {
+    static char buf[2][48];
+    static int k;
     const lwl_pact *a = &p->acts[id];
-    return (size_t)p->batch * (size_t)a->c * (size_t)a->h * (size_t)a->w;
+    k = (k + 1) % 2;
+    snprintf(buf[k], sizeof buf[k], "(size_t)nb * %zuu", (size_t)a->c * a->h * a->w);
+    return buf[k];
 }
 
 static void conv_comment(emitter *e, const lwl_pconv *c)
@@ -282,7 +291,7 @@ static void fwd_conv(emitter *e, const lwl_plan *p, int i, int train, const char
 {
     const lwl_pconv *c = &p->convs[i];
     conv_comment(e, c);
-    L("    CK(lwl_conv_fwd(conv[%d], %s, %s + %zuu, %s));", i, act(p, a, c->in), w,
+    L("    CK(conv_fwd(%d, %s, %s + %zuu, %s));", i, act(p, a, c->in), w,
       p->params[c->weight].off, act(p, a, c->pre));
     int hw = c->hout * c->wout;
     char res[64] = "NULL";
@@ -294,18 +303,18 @@ static void fwd_conv(emitter *e, const lwl_plan *p, int i, int train, const char
     size_t g = (size_t)p->groups;
     if (train) {
         size_t so = stats_off(p, i);
-        L("    bn_train(%s, %s, %d, %d, %d, %d, ACT_BLK(%d),", act(p, a, c->pre), out, p->batch,
-          c->cout, hw, p->groups, c->cout);
+        L("    bn_train(%s, %s, nb, %d, %d, ng, nc, ACT_BLK(%d),", act(p, a, c->pre), out,
+          c->cout, hw, c->cout);
         L("             %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu,", w, p->params[c->gamma].off, w,
           p->params[c->beta].off, st, so, st, so + g * (size_t)c->cout);
-        L("             %s + %zuu, %s + %zuu, %d, %s);", run, p->bufs[c->mean].off * g, run,
-          p->bufs[c->var].off * g, c->relu, res);
+        L("             %s + %zuu + g0 * %d, %s + %zuu + g0 * %d, %d, %s);", run,
+          p->bufs[c->mean].off * g, c->cout, run, p->bufs[c->var].off * g, c->cout, c->relu, res);
     } else {
-        L("    bn_eval(%s, %s, %d, %d, %d, groups, ACT_BLK(%d),", act(p, a, c->pre), out,
-          p->batch, c->cout, hw, c->cout);
-        L("            %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu, %d, %s);", w,
-          p->params[c->gamma].off, w, p->params[c->beta].off, run, p->bufs[c->mean].off * g, run,
-          p->bufs[c->var].off * g, c->relu, res);
+        L("    bn_eval(%s, %s, nb, %d, %d, groups, ACT_BLK(%d),", act(p, a, c->pre), out, c->cout,
+          hw, c->cout);
+        L("            %s + %zuu, %s + %zuu, %s + %zuu + g0 * %d, %s + %zuu + g0 * %d, %d, %s);",
+          w, p->params[c->gamma].off, w, p->params[c->beta].off, run, p->bufs[c->mean].off * g,
+          c->cout, run, p->bufs[c->var].off * g, c->cout, c->relu, res);
     }
 }
 
@@ -360,18 +369,16 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
     const lwl_pconv *c = &p->convs[i];
     size_t so = stats_off(p, i), g = (size_t)p->groups;
     conv_comment(e, c);
-    L("    bn_train_bwd(%s, %s, %s, %s, %d, %d, %d, %d, ACT_BLK(%d),", act(p, a, c->pre), dy,
-      c->relu ? act(p, a, c->out) : "NULL", tmp, p->batch, c->cout, c->hout * c->wout,
-      p->groups, c->cout);
+    L("    bn_train_bwd(%s, %s, %s, %s, nb, %d, %d, ng, nc, ACT_BLK(%d),", act(p, a, c->pre),
+      dy, c->relu ? act(p, a, c->out) : "NULL", tmp, c->cout, c->hout * c->wout, c->cout);
     L("                 PARAMS + %zuu, %s + %zuu, %s + %zuu,", p->params[c->gamma].off, st, so, st,
       so + g * (size_t)c->cout);
-    L("                 GRADS + %zuu, GRADS + %zuu);", p->params[c->gamma].off,
+    L("                 GRADS + %zuu, GRADS + %zuu, PARAM_FLOATS);", p->params[c->gamma].off,
       p->params[c->beta].off);
-    L("    CK(lwl_conv_bwd_weights(conv[%d], %s, %s, WS));", i, act(p, a, c->in), tmp);
-    L("    add_into(GRADS + %zuu, WS, %zuu);", p->params[c->weight].off,
-      p->params[c->weight].numel);
+    L("    CK(conv_bwd_weights(%d, %s, %s, GRADS + %zuu, %zuu));", i, act(p, a, c->in), tmp,
+      p->params[c->weight].off, p->params[c->weight].numel);
     if (dx)
-        L("    CK(lwl_conv_bwd_data(conv[%d], %s, PARAMS + %zuu, %s));", i, tmp,
+        L("    CK(conv_bwd_data(%d, %s, PARAMS + %zuu, %s));", i, tmp,
           p->params[c->weight].off, dx);
 }
 
@@ -389,7 +396,7 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
         const char *X = S[x], *Y = S[(x + 1) % 4], *Z = S[(x + 2) % 4], *W = S[(x + 3) % 4];
         L("%s", "");
         L("    /* %s: d through relu(main + shortcut) */", bl->name);
-        L("    relu_bwd_inplace(%s, %s, %zuu);", X, act(p, "a", bl->out), act_n(p, bl->out));
+        L("    relu_bwd_inplace(%s, %s, %s);", X, act(p, "a", bl->out), act_nb(p, bl->out));
         const char *dy = X;
         for (int j = bl->nconv - 1; j >= 0; j--) {
             bwd_conv(e, p, bl->conv[j], "a", "st", dy, Y, Z);
@@ -403,9 +410,9 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
         /* dy (in Y) is d(block input) from the main path */
         if (bl->down >= 0) {
             bwd_conv(e, p, bl->down, "a", "st", X, Z, W);
-            L("    add_into(%s, %s, %zuu);", Y, W, act_n(p, bl->in));
+            L("    add_into(%s, %s, %s);", Y, W, act_nb(p, bl->in));
         } else {
-            L("    add_into(%s, %s, %zuu);", Y, X, act_n(p, bl->in));
+            L("    add_into(%s, %s, %s);", Y, X, act_nb(p, bl->in));
         }
         x = (int)(strchr("0123", Y[1]) - "0123");
     }
@@ -430,11 +437,11 @@ static void mlp_call(emitter *e, const lwl_plan *p, int i, const char *x, const 
 {
     const lwl_pmlp *m = mlp_of(p, i);
     size_t g = (size_t)p->groups;
-    L("    CK(mlp_fwd(%s, %s, %d, %d, %d, %d, GROUPS, %s + %zuu, %s + %zuu, %s + %zuu, "
-      "%s + %zuu,", x, y, m->rows, m->in, m->hidden, m->out, w, p->params[m->w0].off, w,
-      p->params[m->gamma].off, w, p->params[m->beta].off, w, p->params[m->w3].off);
-    L("               %s + %zuu, %s + %zuu,", run, p->bufs[m->mean].off * g, run,
-      p->bufs[m->var].off * g);
+    L("    CK(mlp_fwd(%s, %s, nb * %d, %d, %d, %d, ng, nc, %s + %zuu, %s + %zuu, %s + %zuu, "
+      "%s + %zuu,", x, y, m->rows / p->batch, m->in, m->hidden, m->out, w, p->params[m->w0].off,
+      w, p->params[m->gamma].off, w, p->params[m->beta].off, w, p->params[m->w3].off);
+    L("               %s + %zuu + g0 * %d, %s + %zuu + g0 * %d,", run, p->bufs[m->mean].off * g,
+      m->hidden, run, p->bufs[m->var].off * g, m->hidden);
     L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD }, %s, %s));", pre,
       mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], train, update);
 }
@@ -443,14 +450,15 @@ static void mlp_bwd_call(emitter *e, const lwl_plan *p, int i, const char *x, co
                          const char *dx, const char *pre)
 {
     const lwl_pmlp *m = mlp_of(p, i);
-    L("    CK(mlp_bwd(%s, %s, %s, %d, %d, %d, %d, GROUPS, PARAMS + %zuu, PARAMS + %zuu, "
-      "PARAMS + %zuu,", x, dy, dx, m->rows, m->in, m->hidden, m->out, p->params[m->w0].off,
-      p->params[m->gamma].off, p->params[m->w3].off);
+    L("    CK(mlp_bwd(%s, %s, %s, nb * %d, %d, %d, %d, ng, nc, PARAMS + %zuu, PARAMS + %zuu, "
+      "PARAMS + %zuu,", x, dy, dx, m->rows / p->batch, m->in, m->hidden, m->out,
+      p->params[m->w0].off, p->params[m->gamma].off, p->params[m->w3].off);
     L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD },", pre,
       mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i]);
-    L("               GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, D_TMP));",
+    L("               GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, PARAM_FLOATS,",
       p->params[m->w0].off, p->params[m->gamma].off, p->params[m->beta].off,
       p->params[m->w3].off);
+    L("               D_TMP));");
 }
 
 /* Global rows of z (rows_u, D) into zg (B, D). */
@@ -458,10 +466,10 @@ static void emit_gather(emitter *e, const lwl_plan *p, const char *z, const char
 {
     int l = p->lewel ? 1 + p->fh * p->fw : 1;
     if (l == 1) {
-        L("    memcpy(%s, %s, sizeof(float) * BATCH * DIM);", zg, z);
+        L("    memcpy(%s, %s, sizeof(float) * nb * DIM);", zg, z);
         return;
     }
-    L("    for (int b = 0; b < BATCH; b++)");
+    L("    for (int b = 0; b < nb; b++)");
     L("        memcpy(%s + (size_t)b * DIM, %s + (size_t)b * %d * DIM, sizeof(float) * DIM);", zg,
       z, l);
 }
@@ -480,7 +488,7 @@ static void emit_head(emitter *e, const lwl_plan *p)
     L("    float *x = v ? H2_X : H1_X;");
     L("    float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;");
     L("    CK(lwl_act_to_plain(feat_layout, %s, x));", featb);
-    L("    head_rows(x, u, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    head_rows(x, u, nb, CHANNELS, POSITIONS, %d);", p->lewel);
     L("    if (v == 0) {");
     mlp_call(e, p, 0, "u", "z", "PARAMS", "BUFS", "H1_", "1", "1");
     L("    } else {");
@@ -489,8 +497,8 @@ static void emit_head(emitter *e, const lwl_plan *p)
     emit_gather(e, p, "z", "zg");
     if (p->lewel) {
         L("    float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;");
-        L("    head_maps(z, am, BATCH, DIM, POSITIONS);");
-        L("    CK(head_align(x, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));");
+        L("    head_maps(z, am, nb, DIM, POSITIONS);");
+        L("    CK(head_align(x, am, o, nb, CHANNELS, POSITIONS, DIM, HEADS));");
     }
     for (int v = 0; v < 2; v++) {
         const char *pre = v ? "H2_" : "H1_";
@@ -519,13 +527,13 @@ static void emit_head(emitter *e, const lwl_plan *p)
     L("static int head_target(int v, const float *a)");
     L("{");
     L("    CK(lwl_act_to_plain(feat_layout, %s, TH_X));", featb);
-    L("    head_rows(TH_X, TH_U, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    head_rows(TH_X, TH_U, nb, CHANNELS, POSITIONS, %d);", p->lewel);
     const char *tr = target_train ? "1" : "0";
     mlp_call(e, p, 0, "TH_U", "TH_Z", "TARGET", "TBUFS", "TH_", tr, tr);
     emit_gather(e, p, "TH_Z", "(v ? T2_ZG : T1_ZG)");
     if (p->lewel) {
-        L("    head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);");
-        L("    CK(head_align(TH_X, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));");
+        L("    head_maps(TH_Z, TH_AM, nb, DIM, POSITIONS);");
+        L("    CK(head_align(TH_X, TH_AM, TH_O, nb, CHANNELS, POSITIONS, DIM, HEADS));");
         mlp_call(e, p, 1, "TH_O", "(v ? T2_ZO : T1_ZO)", "TARGET", "TBUFS", "TH_", tr, tr);
     }
     L("    return 0;");
@@ -535,7 +543,7 @@ static void emit_head(emitter *e, const lwl_plan *p)
     L("/* Backward of the online head of view v into S0 = d(layer4 output). */");
     L("static int head_bwd(int v)");
     L("{");
-    L("    memset(D_X, 0, sizeof(float) * %zuu);", act_n(p, p->feat));
+    L("    memset(D_X, 0, sizeof(float) * %s);", act_nb(p, p->feat));
     for (int v = 0; v < 2; v++) {
         const char *pre = v ? "H2_" : "H1_";
         L("    %s {", v ? "else" : "if (v == 0)");
@@ -549,24 +557,24 @@ static void emit_head(emitter *e, const lwl_plan *p)
             mlp_bwd_call(e, p, 3, x, dy, "D_ZO", pre);
             snprintf(x, sizeof x, "%sO", pre);
             mlp_bwd_call(e, p, 1, x, "D_ZO", "D_O", pre);
-            L("        CK(head_align_bwd(%sX, %sAM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, "
+            L("        CK(head_align_bwd(%sX, %sAM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, "
               "DIM, HEADS));", pre, pre);
         }
         L("    }");
     }
     int l = p->lewel ? 1 + p->fh * p->fw : 1;
-    L("    for (int b = 0; b < BATCH; b++)");
+    L("    for (int b = 0; b < nb; b++)");
     L("        memcpy(D_Z + (size_t)b * %d * DIM, D_ZG + (size_t)b * DIM, sizeof(float) * DIM);",
       l);
     if (p->lewel)
-        L("    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, BATCH, DIM, "
+        L("    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, nb, DIM, "
           "POSITIONS);");
     L("    if (v == 0) {");
     mlp_bwd_call(e, p, 0, "H1_U", "D_Z", "D_U", "H1_");
     L("    } else {");
     mlp_bwd_call(e, p, 0, "H2_U", "D_Z", "D_U", "H2_");
     L("    }");
-    L("    head_rows_bwd(D_U, D_X, BATCH, CHANNELS, POSITIONS, %d);", p->lewel);
+    L("    head_rows_bwd(D_U, D_X, nb, CHANNELS, POSITIONS, %d);", p->lewel);
     L("    CK(lwl_act_from_plain(feat_layout, D_X, S0));");
     L("    return 0;");
     L("}");
@@ -576,21 +584,23 @@ static void emit_head(emitter *e, const lwl_plan *p)
 static void emit_loss(emitter *e, const lwl_plan *p)
 {
     double w = p->spec->model.local_weight;
-    L("/* The loss of online view i against target view j: %s",
+    L("/* The loss of online view i against target view j over chunk k: %s",
       p->lewel ? "(1 - w) global + w local," : "the global term,");
-    L(" * each a mean of 2 - 2 cos over its rows; the gradients of the predictions");
+    L(" * each a mean of 2 - 2 cos over the chunk's rows; the gradients of the predictions");
     L(" * accumulate (model.local_weight %g). */", w);
-    L("static double pair_loss(int i, int j)");
+    L("static double pair_loss(int i, int j, int k)");
     L("{");
+    L("    size_t g0 = (size_t)k * CHUNK * DIM;");
     if (p->lewel) {
-        L("    double g = cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, "
-          "BATCH, DIM, %.9gf);", 1 - w);
-        L("    double l = cos_loss(i ? H2_QO : H1_QO, j ? T2_ZO : T1_ZO, i ? H2_DQO : H1_DQO,");
-        L("                        BATCH * MAPS, DIM, %.9gf);", w);
+        L("    size_t l0 = g0 * MAPS;");
+        L("    double g = cos_loss((i ? H2_QG : H1_QG) + g0, (j ? T2_ZG : T1_ZG) + g0,");
+        L("                        (i ? H2_DQG : H1_DQG) + g0, CHUNK, DIM, %.9gf);", 1 - w);
+        L("    double l = cos_loss((i ? H2_QO : H1_QO) + l0, (j ? T2_ZO : T1_ZO) + l0,");
+        L("                        (i ? H2_DQO : H1_DQO) + l0, CHUNK * MAPS, DIM, %.9gf);", w);
         L("    return g + l;");
     } else {
-        L("    return cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, "
-          "BATCH, DIM, 1.0f);");
+        L("    return cos_loss((i ? H2_QG : H1_QG) + g0, (j ? T2_ZG : T1_ZG) + g0,");
+        L("                    (i ? H2_DQG : H1_DQG) + g0, CHUNK, DIM, 1.0f);");
     }
     L("}");
     L("%s", "");
@@ -674,14 +684,92 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("static int act_blk = 1;");
     L("#define ACT_BLK(c) ((c) %% act_blk ? 1 : act_blk)");
     L("%s", "");
+    L("/* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one");
+    L(" * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks");
+    L(" * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0");
+    L(" * (model.norm %s). Every batch-size-dependent call", p->spec->model.norm == NORM_SYNC ?
+      "sync: one group, its sums added over the chunks and ranks" :
+      "batch: a group per chunk");
+    L(" * runs per chunk and every gradient accumulates per chunk, so one process computes");
+    L(" * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */");
+    L("static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;");
+    L("%s", "");
+    L("/* Floats of one image of each convolution's input and output. */");
+    {
+        char *xs = NULL, *ys = NULL;
+        size_t nx = 0, ny = 0;
+        FILE *fx = open_memstream(&xs, &nx), *fy = open_memstream(&ys, &ny);
+        for (int i = 0; fx && fy && i < p->nconvs; i++) {
+            const lwl_pconv *c = &p->convs[i];
+            fprintf(fx, "%s%s%du", i ? "," : "", i % 8 ? " " : "\n    ", c->cin * c->hin * c->win);
+            fprintf(fy, "%s%s%du", i ? "," : "", i % 8 ? " " : "\n    ",
+                    c->cout * c->hout * c->wout);
+        }
+        if (fx)
+            fclose(fx);
+        if (fy)
+            fclose(fy);
+        L("static const size_t conv_in[%d] = {%s\n};", p->nconvs, xs ? xs : "");
+        L("static const size_t conv_out[%d] = {%s\n};", p->nconvs, ys ? ys : "");
+        free(xs);
+        free(ys);
+    }
+    L("%s", "");
+    L("/* Convolution i of x (nb images) into y, chunk by chunk. */");
+    L("static int conv_fwd(int i, const float *x, const float *w, float *y)");
+    L("{");
+    L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
+    L("    for (int k = 0; k < nc; k++)");
+    L("        CK(lwl_conv_fwd(conv[i], x + k * xs, w, y + k * ys));");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)");
+    L("{");
+    L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
+    L("    for (int k = 0; k < nc; k++)");
+    L("        CK(lwl_conv_bwd_data(conv[i], dy + k * ys, w, dx + k * xs));");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("/* The weight gradient of each chunk, added to that chunk's gradient g (+ k PARAM_FLOATS). */");
+    L("static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)");
+    L("{");
+    L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
+    L("    for (int k = 0; k < nc; k++) {");
+    L("        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));");
+    L("        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);");
+    L("    }");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
     tensor_table(e, "net_params_info", p->params, p->nparams, 1);
     L("%s", "");
     tensor_table(e, "net_bufs_info", p->bufs, p->nbufs, p->groups);
     L("%s", "");
 
     /* init: primitives with literal shapes */
-    L("int net_init(int threads)");
+    int sync = p->spec->model.norm == NORM_SYNC;
+    L("/* The network's memory and primitives for rank `rank` of `ranks` (0 of 1 in one");
+    L(" * process); 0, or -1 with a message. */");
+    L("int net_init(int threads, int rank, int ranks)");
     L("{");
+    L("    if (ranks < 1 || GPUS %% ranks != 0 || rank < 0 || rank >= ranks) {");
+    L("        fprintf(stderr, \"net: train.gpus (%%d) is not divisible by the %%d ranks\\n\", "
+      "GPUS, ranks);");
+    L("        return -1;");
+    L("    }");
+    L("    world = ranks;");
+    L("    nc = GPUS / ranks;");
+    L("    nb = nc * CHUNK;");
+    if (sync) {
+        L("    ng = 1;");
+        L("    g0 = 0;");
+        L("    ops_sync_world = ranks;");
+    } else {
+        L("    ng = nc;");
+        L("    g0 = rank * nc;");
+    }
     L("    CK(lwl_nn_threads(threads));");
     L("    /* every slot is written before it is read: no need to clear (or touch) it */");
     L("    net_arena = aligned_alloc(64, sizeof(float) * ARENA_FLOATS);");
@@ -694,21 +782,21 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     for (int i = 0; i < p->nconvs; i++)
         widest = p->convs[i].cout > widest ? p->convs[i].cout : widest;
     int rows = p->batch > rows_u(p) ? p->batch : rows_u(p);
-    L("    /* BN reductions: (images + groups, channels, 2) doubles of the widest BN */");
+    L("    /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */");
     L("    CK(cpu_ops_init(%d, GROUPS, %d));", rows, widest);
     L("    CK((act_blk = lwl_nn_act_block()) < 0);");
     for (int i = 0; i < p->nconvs; i++) {
         const lwl_pconv *c = &p->convs[i];
-        L("    CK(!(conv[%d] = lwl_conv_new_act(%d, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */",
-          i, p->batch, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
+        L("    CK(!(conv[%d] = lwl_conv_new_act(CHUNK, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */",
+          i, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
     }
     if (p->stem_pool) {
         const lwl_pact *a = &p->acts[p->pool_in];
         L("    for (int i = 0; i < 3; i++)");
-        L("        CK(!(pools[i] = lwl_maxpool_new_act(%d, %d, %d, %d, 3, 2, 1)));", p->batch,
-          a->c, a->h, a->w);
+        L("        CK(!(pools[i] = lwl_maxpool_new_act(nb, %d, %d, %d, 3, 2, 1)));", a->c, a->h,
+          a->w);
     }
-    L("    CK(!(feat_layout = lwl_act_reorder_new(BATCH, CHANNELS, %d, %d)));", p->fh, p->fw);
+    L("    CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, %d, %d)));", p->fh, p->fw);
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -773,21 +861,22 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     emit_optimizer(e, p);
 
     int eman = s->model.target == TARGET_EMAN;
-    L("/* One pre-training step on the two views (BATCH, 3, SIZE, SIZE) each:");
+    L("/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:");
     L(" * target forward, online forward, the symmetric loss, backward, the");
-    L(" * optimiser at lr, then the target's average with momentum ema. */");
+    L(" * gradients averaged over the ranks, the optimiser at lr, then the target's");
+    L(" * average with momentum ema. *loss is the mean over the ranks. */");
     L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
     L("             double *loss)");
     L("{");
     L("    const float *views[2] = { view1, view2 };");
-    L("    size_t image = sizeof(float) * %zuu;", act_n(p, 0));
-    L("    memset(GRADS, 0, sizeof(float) * PARAM_FLOATS);");
+    L("    size_t image = sizeof(float) * %s;", act_nb(p, 0));
+    L("    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);");
     L("%s", "");
     L("    /* target: no gradient */");
     L("    for (int v = 0; v < 2; v++) {");
     L("        memcpy(TACT, views[v], image);");
     if (eman)
-        L("        CK(backbone_eval(TARGET, TBUFS, TACT, GROUPS, pools[2]));");
+        L("        CK(backbone_eval(TARGET, TBUFS, TACT, ng, pools[2]));");
     else
         L("        CK(backbone_train(TARGET, TBUFS, TACT, TSTATS, pools[2]));");
     L("        CK(head_target(v, TACT));");
@@ -802,13 +891,20 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    }");
     L("%s", "");
     L("    /* the loss over both view orders, and d(predictions) */");
-    L("    memset(H1_DQG, 0, sizeof(float) * BATCH * DIM);");
-    L("    memset(H2_DQG, 0, sizeof(float) * BATCH * DIM);");
+    L("    memset(H1_DQG, 0, sizeof(float) * nb * DIM);");
+    L("    memset(H2_DQG, 0, sizeof(float) * nb * DIM);");
     if (p->lewel) {
-        L("    memset(H1_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);");
-        L("    memset(H2_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);");
+        L("    memset(H1_DQO, 0, sizeof(float) * nb * MAPS * DIM);");
+        L("    memset(H2_DQO, 0, sizeof(float) * nb * MAPS * DIM);");
     }
-    L("    *loss = pair_loss(0, 1) + pair_loss(1, 0);");
+    L("    *loss = 0;");
+    L("    for (int k = 0; k < nc; k++)");
+    L("        *loss += pair_loss(0, 1, k) + pair_loss(1, 0, k);");
+    L("    /* the mean over the chunks of every rank: every rank sees it, and stops together */");
+    L("    if (world > 1 && lwl_comm_sum_d(loss, 1))");
+    L("        return -1;");
+    if (s->train.gpus > 1)
+        L("    *loss /= GPUS;");
     L("    if (!isfinite(*loss))");
     L("        return 1;");
     L("%s", "");
@@ -819,16 +915,26 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));");
     L("    }");
     L("%s", "");
+    if (s->train.gpus > 1) {
+        L("    /* the chunks' gradients added in chunk order, then over the ranks in rank order");
+        L("     * (the same sum), then their mean */");
+        L("    for (int k = 1; k < nc; k++)");
+        L("        add_into(GRADS, GRADS + (size_t)k * PARAM_FLOATS, PARAM_FLOATS);");
+        L("    if (world > 1 && lwl_comm_sum_f(GRADS, PARAM_FLOATS))");
+        L("        return -1;");
+        L("    scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);");
+    }
     L("    optimizer_step(lr, first);");
     L("    ema_step(ema);");
     L("    return 0;");
     L("}");
     L("%s", "");
-    L("/* layer4's output (BATCH, CHANNELS, POSITIONS) of x (BATCH, 3, SIZE, SIZE): the");
-    L(" * online backbone in eval mode with group 0's running statistics. */");
+    L("/* layer4's output (nb, CHANNELS, POSITIONS) of x (nb, 3, SIZE, SIZE): the");
+    L(" * online backbone in eval mode with group g0's running statistics (group 0's");
+    L(" * in one process and on rank 0, where evaluation runs). */");
     L("const float *net_maps(const float *x)");
     L("{");
-    L("    memcpy(TACT, x, sizeof(float) * %zuu);", act_n(p, 0));
+    L("    memcpy(TACT, x, sizeof(float) * %s);", act_nb(p, 0));
     L("    if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)");
     L("        return NULL;");
     L("    if (lwl_act_to_plain(feat_layout, %s, TH_X) != 0) {", act(p, "TACT", p->feat));
@@ -838,13 +944,13 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    return TH_X;");
     L("}");
     L("%s", "");
-    L("/* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */");
+    L("/* Pooled layer4 features (nb, CHANNELS) of x: the mean of net_maps. */");
     L("int net_features(const float *x, float *feat)");
     L("{");
     L("    const float *f = net_maps(x);");
     L("    if (!f)");
     L("        return -1;");
-    L("    for (int i = 0; i < BATCH * CHANNELS; i++) {");
+    L("    for (int i = 0; i < nb * CHANNELS; i++) {");
     L("        double s = 0;");
     L("        for (int j = 0; j < POSITIONS; j++)");
     L("            s += f[(size_t)i * POSITIONS + j];");

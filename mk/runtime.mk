@@ -8,6 +8,19 @@ RUNTIME_LIBS  := -ljpeg -lpng -lpthread -lm
 RUNTIME_LIBS  += -ldnnl -lopenblas -lgomp -lcjson
 # Student-t quantiles (GSL); its cblas calls resolve to OpenBLAS's, so no -lgslcblas.
 RUNTIME_LIBS  += -lgsl
+# CPU ranks (mpirun -np N) through Open MPI, when its compiler wrapper is there.
+MPICC         ?= mpicc
+MPI_CFLAGS    := $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS      := $(shell $(MPICC) --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+RUNTIME_LIBS  += $(MPI_LIBS)
+$(B)/runtime/lwl_comm.o: RUNTIME_CFLAGS += -DLWL_HAVE_MPI $(MPI_CFLAGS)
+endif
+# What was found, kept in $(B)/found.txt: what links against it is rebuilt when it changes.
+FOUND := $(shell mkdir -p $(B) && echo '$(MPI_LIBS)' > $(B)/found.new && \
+           (cmp -s $(B)/found.new $(B)/found.txt || mv $(B)/found.new $(B)/found.txt); \
+           rm -f $(B)/found.new)
+$(B)/runtime/lwl_comm.o $(B)/compiler/main.o: $(B)/found.txt
 RUNTIME_TOOLS := $(B)/lwl-imgtool $(B)/lwl-lewelb
 # The pixel loops need gcc's full vectoriser cost model (-O2's "very cheap" one skips
 # loops that need a run-time trip-count or alias check).

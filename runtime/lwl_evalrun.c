@@ -142,8 +142,8 @@ static int features_rows(run *r, const float *x, int n, float *feat, float *xb, 
 {
     const lwl_program *p = r->p;
     size_t img = (size_t)3 * p->size * p->size;
-    for (int at = 0; at < n; at += p->batch) {
-        int m = n - at < p->batch ? n - at : p->batch;
+    for (int at = 0; at < n; at += r->nb) {
+        int m = n - at < r->nb ? n - at : r->nb;
         memcpy(xb, x + (size_t)at * img, (size_t)m * img * sizeof(float));
         if (p->net_features(xb, fb))
             return run_fail("features: the network failed");
@@ -158,10 +158,10 @@ static int eval_features(run *r, const lwl_item *items, size_t n, float *feat, i
     const lwl_program *p = r->p;
     lwl_eval_cfg ec = eval_cfg(p);
     lwl_pipeline pipe = lwl_eval_pipeline(&ec);
-    lwl_loader *ld = items_loader(r, &pipe, items, n, p->batch, 0);
-    float *xb = malloc((size_t)p->batch * 3 * p->size * p->size * sizeof(float));
-    float *fb = malloc((size_t)p->batch * p->feat_dim * sizeof(float));
-    float *f = malloc((size_t)p->batch * p->feat_dim * sizeof(float));
+    lwl_loader *ld = items_loader(r, &pipe, items, n, r->nb, 0);
+    float *xb = malloc((size_t)r->nb * 3 * p->size * p->size * sizeof(float));
+    float *fb = malloc((size_t)r->nb * p->feat_dim * sizeof(float));
+    float *f = malloc((size_t)r->nb * p->feat_dim * sizeof(float));
     int rc = -1;
     size_t done = 0;
     if (!ld || !xb || !fb || !f)
@@ -301,8 +301,8 @@ static int linear_eval(run *r, lwl_linear *l, linres *res)
     float *fte = te ? malloc((nte ? nte : 1) * fsz * sizeof(float)) : NULL;
     int *lte = malloc((nte ? nte : 1) * sizeof(int));
     float *before = malloc(p->param_floats * sizeof(float));
-    float *xb = malloc((size_t)p->batch * 3 * p->size * p->size * sizeof(float));
-    float *fb = malloc((size_t)p->batch * fsz * sizeof(float));
+    float *xb = malloc((size_t)r->nb * 3 * p->size * p->size * sizeof(float));
+    float *fb = malloc((size_t)r->nb * fsz * sizeof(float));
     float *f = malloc((size_t)p->lin_batch * fsz * sizeof(float));
     int *lab = malloc((size_t)p->lin_batch * sizeof(int));
     lwl_loader *ld = NULL;
@@ -462,7 +462,7 @@ static int gradcam_one(run *r, lwl_linear *l, const char *path, const char *dir)
     lwl_decode_status ds;
     memset(&ds, 0, sizeof ds);
     uint8_t *u8 = malloc((size_t)S * S * 3);
-    float *x = calloc((size_t)p->batch * 3 * S * S, sizeof(float));
+    float *x = calloc((size_t)r->nb * 3 * S * S, sizeof(float));
     float *grad = malloc((size_t)C * P * sizeof(float)), *feat = malloc((size_t)C * sizeof(float));
     float *heat = malloc((size_t)S * S * sizeof(float));
     char *err = NULL;

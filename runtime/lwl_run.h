@@ -34,6 +34,8 @@ typedef struct run {
     int ds_open;
     lwl_state st;
     int net_ready;
+    int nb;                     /* images per call of the network: batch / world */
+    int rank, world;            /* this process among the ranks of a data-parallel run */
     FILE *metrics;
 } run;
 
@@ -47,8 +49,10 @@ char *run_join(const char *dir, const char *path);
 int run_mkdir_p(const char *dir);
 int run_need_net(run *r);
 int run_open_data(run *r);
+/* A loader of split `part` in batches of r->nb; per_rank: this rank's share of each
+ * global batch (pre-training), else every sample on this rank. */
 lwl_loader *run_open_loader(run *r, const lwl_pipeline *pipe, int part, int shuffle,
-                            int keep_last);
+                            int keep_last, int per_rank);
 int run_read_checkpoint(run *r, const char *path, long *step);
 /* Initial weights, then the checkpoint of the run's --out when there is one. */
 int run_load_for_eval(run *r);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lwl_comm.h"
 #include "lwl_dataset.h"
 #include "lwl_phase.h"
 #include "lwl_run.h"
@@ -31,7 +32,7 @@ double run_now_ms(void)
 
 void run_say(const run *r, const char *fmt, ...)
 {
-    if (r->o.quiet)
+    if (r->o.quiet || r->rank != 0)
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -44,6 +45,8 @@ int run_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    if (lwl_comm_world() > 1)
+        fprintf(stderr, "rank %d: ", lwl_comm_rank());
     fputs("error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -57,8 +60,9 @@ int run_need_net(run *r)
 {
     if (r->net_ready)
         return 0;
-    if (r->p->net_init(r->o.threads) != 0)
+    if (r->p->net_init(r->o.threads, r->rank, r->world) != 0)
         return run_fail("cannot set up the network");
+    r->nb = r->p->batch / r->world;
     r->st = r->p->net_state();
     r->net_ready = 1;
     return 0;
@@ -246,15 +250,16 @@ static void report_bad(void *arg, const char *path, const char *reason, int fata
 }
 
 lwl_loader *run_open_loader(run *r, const lwl_pipeline *pipe, int part, int shuffle,
-                               int keep_last)
+                            int keep_last, int per_rank)
 {
     lwl_loader_cfg c;
     memset(&c, 0, sizeof c);
     c.pipe = pipe;
     c.items = r->ds.part[part];
     c.n = r->ds.n[part];
-    c.batch = r->p->batch;
-    c.world = 1;
+    c.batch = r->nb;
+    c.rank = per_rank ? r->rank : 0;
+    c.world = per_rank ? r->world : 1;
     c.shuffle = shuffle;
     c.keep_last = keep_last;
     c.seed = (uint64_t)r->o.seed;
@@ -410,6 +415,72 @@ int run_read_checkpoint(run *r, const char *path, long *step)
     return rc;
 }
 
+/* ---- ranks */
+
+/* Rank 0's *v on every rank (its decisions: resume or not, checkpoint now or not). */
+static int agree(const run *r, int *v)
+{
+    return r->world > 1 ? lwl_comm_bcast_bytes(v, sizeof *v) : 0;
+}
+
+/* Rank 0's whole state on every rank (after it read a checkpoint). */
+static int share_state(const run *r)
+{
+    const lwl_program *p = r->p;
+    if (r->world == 1)
+        return 0;
+    return lwl_comm_bcast_f(r->st.params, p->param_floats) ||
+           lwl_comm_bcast_f(r->st.momentum, p->param_floats) ||
+           lwl_comm_bcast_f(r->st.bufs, p->buf_floats) ||
+           lwl_comm_bcast_f(r->st.target, p->target_param_floats) ||
+           lwl_comm_bcast_f(r->st.tbufs, p->target_buf_floats) ? -1 : 0;
+}
+
+/* With model.norm batch, rank k updates the running statistics of its own BN groups
+ * (k ng .. k ng + ng - 1) only: give every rank every group's, as one process has them,
+ * by a sum in which the slots a rank does not own count -0 (x + -0 is x, bit for bit). */
+static int gather_groups_of(const run *r, float *bufs, const lwl_tensor_info *t, int n,
+                            size_t floats)
+{
+    const lwl_program *p = r->p;
+    int ng = p->groups / r->world;
+    float *tmp = malloc(floats * sizeof *tmp);
+    if (!tmp)
+        return run_fail("out of memory");
+    memcpy(tmp, bufs, floats * sizeof *tmp);
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < p->groups; g++)
+            if (g / ng != r->rank)
+                for (size_t k = 0; k < t[i].numel; k++)
+                    tmp[t[i].off + (size_t)g * t[i].numel + k] = -0.0f;
+    int rc = lwl_comm_sum_f(tmp, floats);
+    if (rc == 0)
+        memcpy(bufs, tmp, floats * sizeof *tmp);
+    free(tmp);
+    return rc;
+}
+
+static int gather_groups(const run *r)
+{
+    const lwl_program *p = r->p;
+    if (r->world == 1 || p->groups == 1)
+        return 0;
+    return gather_groups_of(r, r->st.bufs, p->bufs, p->nbufs, p->buf_floats) ||
+           gather_groups_of(r, r->st.tbufs, p->bufs, p->target_nbufs, p->target_buf_floats)
+           ? -1 : 0;
+}
+
+/* Both checkpoints, by rank 0, after every rank's BN groups are gathered (every rank
+ * calls it). */
+static int save(run *r, const char *ckpt, const char *bb, long step)
+{
+    if (gather_groups(r))
+        return -1;
+    if (r->rank != 0)
+        return 0;
+    return write_checkpoint(r, ckpt, step) || write_backbone(r, bb, step) ? -1 : 0;
+}
+
 /* ---- pre-training */
 
 static void progress(const run *r, long t, long total, double loss, double lr, double m,
@@ -441,6 +512,9 @@ static void settings(const run *r, long spe, long total, long start)
     run_say(r, "%s", p->summary);
     run_say(r, "  %-22s %d x %ld steps = %ld, from step %ld\n", "schedule", r->o.epochs, spe, total,
         start);
+    if (r->world > 1)
+        run_say(r, "  %-22s %d (%s), %d images each per step\n", "ranks", r->world,
+                lwl_comm_ranks()->launcher, r->nb);
     run_say(r, "  %-22s %d\n  %-22s %s\n\n", "threads", r->o.threads, "out", r->o.out);
 }
 
@@ -449,7 +523,7 @@ static int phase_pretrain(run *r)
     const lwl_program *p = r->p;
     if (run_open_data(r) || need_batch(r) || run_need_net(r))
         return -1;
-    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0, 1);
     if (!ld)
         return -1;
     long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe, t = 0;
@@ -464,15 +538,22 @@ static int phase_pretrain(run *r)
     q.epochs = r->o.epochs;
     if (p->net_init_weights((uint64_t)r->o.seed))
         goto out;
-    if (r->o.resume && access(ckpt, R_OK) != 0) {
+    /* rank 0 reads the checkpoint and hands its state to the others */
+    int have = r->o.resume && access(ckpt, R_OK) == 0, tt = 0;
+    if (agree(r, &have))
+        goto out;
+    if (r->o.resume && !have) {
         run_say(r, "note: no %s to resume from; starting afresh\n", ckpt);
-    } else if (r->o.resume) {
-        if (run_read_checkpoint(r, ckpt, &t))
+    } else if (have) {
+        if (r->rank == 0 && run_read_checkpoint(r, ckpt, &t))
             goto out;
+        tt = (int)t;
+        if (agree(r, &tt) || share_state(r))
+            goto out;
+        t = tt;
         run_say(r, "resumed %s at step %ld\n", ckpt, t);
     }
-    r->metrics = fopen(mpath, r->o.resume ? "a" : "w");
-    if (!r->metrics) {
+    if (r->rank == 0 && !(r->metrics = fopen(mpath, r->o.resume ? "a" : "w"))) {
         run_fail("%s: %s", mpath, strerror(errno));
         goto out;
     }
@@ -503,39 +584,48 @@ static int phase_pretrain(run *r)
             if (st < 0)
                 goto out;
             if (st > 0 || !isfinite(loss)) {
-                if (!r->o.quiet)
+                if (!r->o.quiet && r->rank == 0)
                     putchar('\n');
-                run_fail("the loss is %g at step %ld (epoch %d): training diverged; %s%s (lower "
-                     "train.lr or check the data)", loss, t + 1, epoch,
+                if (r->rank == 0)
+                    run_fail("the loss is %g at step %ld (epoch %d): training diverged; %s%s "
+                     "(lower train.lr or check the data)", loss, t + 1, epoch,
                      access(ckpt, R_OK) == 0 ? "the last good checkpoint is " :
                      "no checkpoint was written yet", access(ckpt, R_OK) == 0 ? ckpt : "");
                 goto out;
             }
             double ips = p->batch / ((ms + b.wait_ms) / 1e3);
             double done = (double)(t + 1 - first_t), el = (run_now_ms() - t0) / 1e3;
-            progress(r, t, total, loss, lr, m, ms, ips, b.wait_ms,
-                     el / done * (double)(stop - t - 1), epoch);
-            fprintf(r->metrics, "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"lr\": %.9g, "
-                    "\"ema\": %.9g, \"img_per_s\": %.2f, \"ms\": %.2f, \"data_ms\": %.2f}\n",
-                    t + 1, epoch, loss, lr, m, ips, ms, b.wait_ms);
-            fflush(r->metrics);
-            /* a checkpoint at the end of each epoch and every ten minutes */
-            if ((t + 1) % spe == 0 || run_now_ms() - last_ckpt > 600e3) {
-                if (write_checkpoint(r, ckpt, t + 1) || write_backbone(r, bb, t + 1))
+            if (r->rank == 0) {
+                progress(r, t, total, loss, lr, m, ms, ips, b.wait_ms,
+                         el / done * (double)(stop - t - 1), epoch);
+                fprintf(r->metrics, "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, "
+                        "\"lr\": %.9g, \"ema\": %.9g, \"img_per_s\": %.2f, \"ms\": %.2f, "
+                        "\"data_ms\": %.2f}\n", t + 1, epoch, loss, lr, m, ips, ms, b.wait_ms);
+                fflush(r->metrics);
+            }
+            /* a checkpoint at the end of each epoch and every ten minutes (rank 0's clock) */
+            int now = (t + 1) % spe == 0 || run_now_ms() - last_ckpt > 600e3;
+            if (r->world > 1 && (t + 1) % spe != 0 && agree(r, &now))
+                goto out;
+            if (now) {
+                if (save(r, ckpt, bb, t + 1))
                     goto out;
                 last_ckpt = run_now_ms();
             }
-            /* the kNN monitor every knn_every epochs and after the last */
+            /* the kNN monitor every knn_every epochs and after the last, on rank 0 */
             int done_epoch = (int)((t + 1) / spe);
             if ((t + 1) % spe == 0 && p->knn_every > 0 &&
-                (done_epoch % p->knn_every == 0 || t + 1 == total) &&
-                run_knn_monitor(r, done_epoch))
-                goto out;
+                (done_epoch % p->knn_every == 0 || t + 1 == total)) {
+                if (r->rank == 0 && run_knn_monitor(r, done_epoch))
+                    goto out;
+                if (lwl_comm_barrier())
+                    goto out;
+            }
         }
     }
-    if (write_checkpoint(r, ckpt, t) || write_backbone(r, bb, t))
+    if (save(r, ckpt, bb, t))
         goto out;
-    if (!r->o.quiet && isatty(STDOUT_FILENO))
+    if (!r->o.quiet && r->rank == 0 && isatty(STDOUT_FILENO))
         putchar('\n');
     run_say(r, "pretrain: %ld steps done; %s, %s\n", t, ckpt, bb);
     rc = 0;
@@ -579,13 +669,13 @@ static int phase_features(run *r)
     lwl_eval_cfg ec = { p->size, { p->mean[0], p->mean[1], p->mean[2] },
                         { p->std[0], p->std[1], p->std[2] } };
     lwl_pipeline pipe = lwl_eval_pipeline(&ec);
-    lwl_loader *ld = run_open_loader(r, &pipe, part, 0, 1);
+    lwl_loader *ld = run_open_loader(r, &pipe, part, 0, 1, 0);
     if (!ld)
         return -1;
     size_t n = r->ds.n[part];
     float *feat = malloc(n * (size_t)p->feat_dim * sizeof(float));
-    float *tmp = malloc((size_t)p->batch * p->feat_dim * sizeof(float));
-    float *x = calloc((size_t)p->batch * 3 * p->size * p->size, sizeof(float));
+    float *tmp = malloc((size_t)r->nb * p->feat_dim * sizeof(float));
+    float *x = calloc((size_t)r->nb * 3 * p->size * p->size, sizeof(float));
     int64_t *labels = malloc(n * sizeof(int64_t));
     int rc = -1;
     if (!feat || !tmp || !x || !labels) {
@@ -651,7 +741,7 @@ static int phase_dump(run *r)
     if (run_open_data(r) || need_batch(r) || run_need_net(r) ||
         p->net_init_weights((uint64_t)r->o.seed))
         return -1;
-    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0, 0);
     if (!ld)
         return -1;
     long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe;
@@ -724,7 +814,7 @@ static int phase_bench(run *r)
         free(err);
         return -1;
     }
-    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0);
+    lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0, 0);
     if (!ld)
         return -1;
     lwl_loader_epoch(ld, 0);
@@ -786,6 +876,9 @@ static int run_phase(run *r, const char *ph)
 {
     if (!strcmp(ph, "pretrain"))
         return phase_pretrain(r);
+    /* the rest runs once, on rank 0: the other ranks only train */
+    if (r->rank != 0)
+        return 0;
     if (!strcmp(ph, "features"))
         return phase_features(r);
     if (!strcmp(ph, "dump"))
@@ -813,6 +906,27 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     r.p = p;
     if (parse(p, argc, argv, &r.o))
         return 2;
+    char *cerr = NULL;
+    if (lwl_comm_init(&argc, &argv, &cerr)) {
+        run_fail("%s", cerr ? cerr : "cannot join the other ranks");
+        free(cerr);
+        return 1;
+    }
+    r.rank = lwl_comm_rank();
+    r.world = lwl_comm_world();
+    r.nb = p->batch / r.world;
+    if (r.world > 1 && p->gpus % r.world) {
+        run_fail("%d ranks cannot share this experiment: its train.gpus %d is not divisible "
+                 "by them; start %d ranks (one per GPU)", r.world, p->gpus, p->gpus);
+        lwl_comm_abort(2);
+        return 2;
+    }
+    for (int i = 0; r.world > 1 && i < r.o.nphases; i++)
+        if (!strcmp(r.o.phases[i], "dump") || !strcmp(r.o.phases[i], "bench")) {
+            run_fail("%s runs as one process, not as one of %d ranks", r.o.phases[i], r.world);
+            lwl_comm_abort(2);
+            return 2;
+        }
     char *defout = NULL;
     if (!r.o.out && asprintf(&defout, "runs/%s", p->name) < 0)
         return 1;
@@ -844,9 +958,12 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
         r.repeat = k;
         r.o.seed = base_seed + k;
         r.o.out = dir;
+        int finished = r.o.resume && r.o.defaults && r.rank == 0 && dir && run_finished(&r);
         if (!dir || run_mkdir_p(dir) != 0) {
             rc = run_fail("cannot make %s", dir ? dir : sub) ? 1 : 0;
-        } else if (r.o.resume && r.o.defaults && run_finished(&r)) {
+        } else if (agree(&r, &finished)) {
+            rc = 1;
+        } else if (finished) {
             run_say(&r, "%s: finished earlier; skipped\n", dir);
         } else {
             if (repeats > 1)
@@ -854,12 +971,15 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
             for (int i = 0; rc == 0 && i < r.o.nphases; i++)
                 if (strcmp(r.o.phases[i], "report") && run_phase(&r, r.o.phases[i]))
                     rc = 1;
+            /* the other ranks wait while rank 0 evaluates */
+            if (rc == 0 && lwl_comm_barrier())
+                rc = 1;
         }
         free(dir);
     }
     r.o.out = r.top_out;
     r.o.seed = base_seed;
-    if (rc == 0 && report && run_phase_report(&r))
+    if (rc == 0 && report && r.rank == 0 && run_phase_report(&r))
         rc = 1;
     if (r.ds_open)
         lwl_dataset_free(&r.ds);
@@ -869,5 +989,8 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     free(r.classes);
     free(defout);
     free(r.o.phases);
+    if (rc != 0)
+        lwl_comm_abort(rc);
+    lwl_comm_finalize();
     return rc;
 }

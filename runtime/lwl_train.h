@@ -74,7 +74,9 @@ typedef struct lwl_program {
     const lwl_tensor_info *bufs;
     int nbufs, target_nbufs;
     size_t param_floats, buf_floats, target_param_floats, target_buf_floats;
-    int (*net_init)(int threads);
+    /* memory and primitives for rank `rank` of `ranks` (0 of 1 in one process), each
+     * rank computing batch / ranks images per call */
+    int (*net_init)(int threads, int rank, int ranks);
     void (*net_free)(void);
     lwl_state (*net_state)(void);
     int (*net_init_weights)(uint64_t seed);

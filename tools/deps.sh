@@ -16,6 +16,8 @@ pkgs+=(dataset-fashion-mnist python3 python3-pil)
 if [ "${1:-test}" != demo ]; then
     pkgs+=(libcmocka-dev perl clang libclang-rt-14-dev python3-torchvision python3-numpy
            python3-scipy)
+    # CPU ranks (mpirun -np N) and their test: Open MPI
+    pkgs+=(libopenmpi-dev openmpi-bin)
 fi
 
 missing=()

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "lwl_comm.h"
 #include "lwl_nn.h"
 
 /* -O2's "very cheap" vectoriser cost model (what lwlc builds with) skips every loop here that
@@ -24,14 +25,59 @@
 
 /* ---- scratch of the reductions, made once by cpu_ops_init (the step allocates nothing) */
 
-static double *ops_scratch;   /* (images + groups, channels, 2) of the widest BN */
+static double *ops_scratch;   /* (2 images + groups, channels, 2) of the widest BN */
 static size_t ops_scratch_n;
 
-/* Room for reductions over `images` images (or rows) and `groups` groups of `channels`
- * channels; 0 or -1 (out of memory, message in lwl_nn_error's place: stderr). */
+/* norm sync over ranks: the BN sums of every rank are added (lwl_comm) before
+ * use, so each rank normalises with the statistics of the whole batch; set by
+ * net_init for a run of several ranks. A failed collective ends every rank. */
+static int ops_sync_world = 1;
+
+static void ops_sync_sums(double *v, size_t n)
+{
+    if (ops_sync_world > 1 && lwl_comm_sum_d(v, n))
+        lwl_comm_abort(1);
+}
+
+/* The images of a step come in `chunks` chunks, one per GPU of the spec (train.gpus): a
+ * chunk is what one rank computes. Every sum over images is taken chunk by chunk, and the
+ * chunks' sums are added in chunk order, as the ranks' sum (lwl_comm, rank order) adds
+ * them: so one process computes the bits that its ranks compute. */
+
+/* Totals (groups, c, 2) of the per-image partials part (n, c, 2): each chunk's sum in
+ * image order into ks (chunks, c, 2) when not NULL, the chunks of a group added in
+ * order, then over the ranks with norm sync. */
+static void ops_totals(const double *part, double *tot, double *ks, int n, int c, int groups,
+                       int chunks)
+{
+    int cs = n / chunks, cpg = chunks / groups;
+    for (int g = 0; g < groups; g++)
+        for (int ch = 0; ch < c; ch++) {
+            double t0 = 0, t1 = 0;
+            for (int k = g * cpg; k < (g + 1) * cpg; k++) {
+                double s0 = 0, s1 = 0;
+                for (int i = k * cs; i < (k + 1) * cs; i++) {
+                    s0 += part[((size_t)i * c + ch) * 2];
+                    s1 += part[((size_t)i * c + ch) * 2 + 1];
+                }
+                if (ks) {
+                    ks[((size_t)k * c + ch) * 2] = s0;
+                    ks[((size_t)k * c + ch) * 2 + 1] = s1;
+                }
+                t0 += s0;
+                t1 += s1;
+            }
+            tot[((size_t)g * c + ch) * 2] = t0;
+            tot[((size_t)g * c + ch) * 2 + 1] = t1;
+        }
+    ops_sync_sums(tot, (size_t)groups * c * 2);
+}
+
+/* Room for reductions over `images` images (or rows) in chunks and `groups` groups of
+ * `channels` channels; 0 or -1 (out of memory, message in lwl_nn_error's place: stderr). */
 static int cpu_ops_init(int images, int groups, int channels)
 {
-    size_t n = ((size_t)images + (size_t)groups) * (size_t)channels * 2;
+    size_t n = (2 * (size_t)images + (size_t)groups) * (size_t)channels * 2;
     if (n <= ops_scratch_n)
         return 0;
     double *p = realloc(ops_scratch, n * sizeof *p);
@@ -154,23 +200,21 @@ static void bn_apply_task(void *ctx, int t)
 /* Train mode: statistics of each group, saved for backward (mean, invstd: (groups, c));
  * running statistics (groups, c) updated. y = relu(bn(x) + res) when res is not NULL (the
  * end of a residual block), else bn(x), with a ReLU when relu is set. */
-static void bn_train(const float *x, float *y, int n, int c, int hw, int groups, int blk,
-                     const float *gamma, const float *beta, float *mean, float *invstd,
-                     float *run_mean, float *run_var, int relu, const float *res)
+static void bn_train(const float *x, float *y, int n, int c, int hw, int groups, int chunks,
+                     int blk, const float *gamma, const float *beta, float *mean,
+                     float *invstd, float *run_mean, float *run_var, int relu,
+                     const float *res)
 {
     int per = n / groups, tasks = n * (c / blk);
     bn_args a = { .x = x, .res = res, .y = y, .c = c, .hw = hw, .blk = blk, .per = per,
                   .relu = relu, .gamma = gamma, .beta = beta, .mean = mean, .invstd = invstd,
                   .part = ops_scratch };
     lwl_parallel_for(tasks, bn_sums_task, &a);
-    double m = (double)per * hw;
+    double m = (double)per * hw * ops_sync_world, *tot = a.part + (size_t)n * c * 2;
+    ops_totals(a.part, tot, NULL, n, c, groups, chunks);
     for (int g = 0; g < groups; g++)
         for (int ch = 0; ch < c; ch++) {
-            double s = 0, ss = 0;
-            for (int i = g * per; i < (g + 1) * per; i++) {
-                s += a.part[((size_t)i * c + ch) * 2];
-                ss += a.part[((size_t)i * c + ch) * 2 + 1];
-            }
+            double s = tot[((size_t)g * c + ch) * 2], ss = tot[((size_t)g * c + ch) * 2 + 1];
             double mu = s / m, var = ss / m - mu * mu;
             var = var > 0 ? var : 0;
             mean[g * c + ch] = (float)mu;
@@ -283,43 +327,40 @@ static void bn_bapply_task(void *ctx, int t)
         bn_bapply_blk(a, t, 1);
 }
 
-/* Backward of train-mode BN: dy (n, c, hw) → dx; dgamma, dbeta accumulate.
- * When relu_out is not NULL, dy first goes through the ReLU that produced it. */
+/* Backward of train-mode BN: dy (n, c, hw) → dx; dgamma, dbeta accumulate (chunk k's
+ * at + k gstride). When relu_out is not NULL, dy first goes through the ReLU that
+ * produced it. */
 static void bn_train_bwd(const float *x, const float *dy_in, const float *relu_out, float *dx,
-                         int n, int c, int hw, int groups, int blk, const float *gamma,
-                         const float *mean, const float *invstd, float *dgamma, float *dbeta)
+                         int n, int c, int hw, int groups, int chunks, int blk,
+                         const float *gamma, const float *mean, const float *invstd,
+                         float *dgamma, float *dbeta, size_t gstride)
 {
     int per = n / groups, tasks = n * (c / blk);
     bn_args a = { .x = x, .dy = dy_in, .relu_out = relu_out, .y = dx, .n = n, .c = c,
                   .hw = hw, .blk = blk, .per = per, .gamma = gamma, .mean = mean,
                   .invstd = invstd, .part = ops_scratch,
-                  .inv_m = 1.0f / ((float)per * hw) };
+                  .inv_m = 1.0f / ((float)per * hw * ops_sync_world) };
     lwl_parallel_for(tasks, bn_bsums_task, &a);
-    double *tot = a.part + (size_t)n * c * 2;
-    for (int g = 0; g < groups; g++)
+    double *tot = a.part + (size_t)n * c * 2, *ks = tot + (size_t)groups * c * 2;
+    ops_totals(a.part, tot, ks, n, c, groups, chunks);
+    for (int k = 0; k < chunks; k++)
         for (int ch = 0; ch < c; ch++) {
-            double sdy = 0, sdx = 0;
-            for (int i = g * per; i < (g + 1) * per; i++) {
-                sdy += a.part[((size_t)i * c + ch) * 2];
-                sdx += a.part[((size_t)i * c + ch) * 2 + 1];
-            }
-            tot[((size_t)g * c + ch) * 2] = sdy;
-            tot[((size_t)g * c + ch) * 2 + 1] = sdx;
-            dgamma[ch] += (float)sdx;
-            dbeta[ch] += (float)sdy;
+            dgamma[(size_t)k * gstride + ch] += (float)ks[((size_t)k * c + ch) * 2 + 1];
+            dbeta[(size_t)k * gstride + ch] += (float)ks[((size_t)k * c + ch) * 2];
         }
     lwl_parallel_for(tasks, bn_bapply_task, &a);
 }
 
 /* ---- element-wise passes over whole activations, in chunks on the threads */
 
-enum { EW_CHUNK = 16384, EW_ADD_RELU, EW_RELU_BWD, EW_ADD };
+enum { EW_CHUNK = 16384, EW_ADD_RELU, EW_RELU_BWD, EW_ADD, EW_SCALE };
 
 typedef struct ew_args {
     const float *a, *b;
     float *y;
     size_t n;
     int op;
+    float s;
 } ew_args;
 
 static void ew_task(void *ctx, int t)
@@ -334,6 +375,9 @@ static void ew_task(void *ctx, int t)
     else if (e->op == EW_RELU_BWD)
         for (size_t i = lo; i < hi; i++)
             y[i] = k_relu_bwd(a[i], b[i]);
+    else if (e->op == EW_SCALE)
+        for (size_t i = lo; i < hi; i++)
+            y[i] = a[i] * e->s;
     else
         for (size_t i = lo; i < hi; i++)
             y[i] = a[i] + b[i];
@@ -341,7 +385,7 @@ static void ew_task(void *ctx, int t)
 
 static void ew_run(const float *a, const float *b, float *y, size_t n, int op)
 {
-    ew_args e = { a, b, y, n, op };
+    ew_args e = { a, b, y, n, op, 0.0f };
     lwl_parallel_for((int)((n + EW_CHUNK - 1) / EW_CHUNK), ew_task, &e);
 }
 
@@ -359,6 +403,13 @@ static void relu_bwd_inplace(float *dy, const float *y, size_t n)
 static void add_into(float *y, const float *x, size_t n)
 {
     ew_run(y, x, y, n, EW_ADD);
+}
+
+/* y *= s over n elements. */
+static void scale_inplace(float *y, size_t n, float s)
+{
+    ew_args e = { y, NULL, y, n, EW_SCALE, s };
+    lwl_parallel_for((int)((n + EW_CHUNK - 1) / EW_CHUNK), ew_task, &e);
 }
 
 /* ---- the optimiser and the moving average, over whole tensors */
@@ -466,31 +517,50 @@ static void ema_apply(float *t, const float *o, size_t n, float m)
 
 /* ---- batch norm over rows: (rows, c) in groups of rows/groups rows (the head) */
 
-static void bn1d_train(const float *x, float *y, int rows, int c, int groups,
+/* Chunk-ordered column sums over the rows of group g of x (rows, c) into s (c): each
+ * chunk's rows in order (into ks, c), the group's chunks added in order; of x, or of
+ * (x - mean)^2 when mean is given. */
+static void bn1d_sums(const float *x, int c, int g, int cs, int cpg, const double *mean,
+                      double *s, double *ks)
+{
+    memset(s, 0, (size_t)c * sizeof *s);
+    for (int k = g * cpg; k < (g + 1) * cpg; k++) {
+        memset(ks, 0, (size_t)c * sizeof *ks);
+        for (int r = k * cs; r < (k + 1) * cs; r++)
+            for (int ch = 0; ch < c; ch++) {
+                double v = x[(size_t)r * c + ch];
+                if (mean) {
+                    double d = v - mean[ch];
+                    ks[ch] += d * d;
+                } else {
+                    ks[ch] += v;
+                }
+            }
+        for (int ch = 0; ch < c; ch++)
+            s[ch] += ks[ch];
+    }
+}
+
+static void bn1d_train(const float *x, float *y, int rows, int c, int groups, int chunks,
                        const float *gamma, const float *beta, float *mean, float *invstd,
                        float *run_mean, float *run_var, int relu, int update_running)
 {
-    int per = rows / groups;
-    double *s = ops_scratch;
+    int per = rows / groups, cs = rows / chunks, cpg = chunks / groups;
+    double *mu = ops_scratch, *ss = mu + c, *ks = ss + c, m = (double)per * ops_sync_world;
     for (int g = 0; g < groups; g++) {
-        memset(s, 0, (size_t)c * 2 * sizeof *s);
-        for (int r = g * per; r < (g + 1) * per; r++)
-            for (int ch = 0; ch < c; ch++)
-                s[ch] += x[(size_t)r * c + ch];
+        bn1d_sums(x, c, g, cs, cpg, NULL, mu, ks);
+        ops_sync_sums(mu, (size_t)c);
         for (int ch = 0; ch < c; ch++)
-            s[ch] /= per;
-        for (int r = g * per; r < (g + 1) * per; r++)
-            for (int ch = 0; ch < c; ch++) {
-                double d = x[(size_t)r * c + ch] - s[ch];
-                s[c + ch] += d * d;
-            }
+            mu[ch] /= m;
+        bn1d_sums(x, c, g, cs, cpg, mu, ss, ks);
+        ops_sync_sums(ss, (size_t)c);
         for (int ch = 0; ch < c; ch++) {
-            mean[g * c + ch] = (float)s[ch];
-            invstd[g * c + ch] = k_invstd((float)(s[c + ch] / per));
+            mean[g * c + ch] = (float)mu[ch];
+            invstd[g * c + ch] = k_invstd((float)(ss[ch] / m));
             if (update_running) {
-                run_mean[g * c + ch] = k_running(run_mean[g * c + ch], (float)s[ch]);
+                run_mean[g * c + ch] = k_running(run_mean[g * c + ch], (float)mu[ch]);
                 run_var[g * c + ch] = k_running(run_var[g * c + ch],
-                                                (float)(s[c + ch] / (per > 1 ? per - 1 : 1)));
+                                                (float)(ss[ch] / (m > 1 ? m - 1 : 1)));
             }
         }
         for (int r = g * per; r < (g + 1) * per; r++)
@@ -517,34 +587,42 @@ static void bn1d_eval(const float *x, float *y, int rows, int c, int groups,
     }
 }
 
-/* Backward of bn1d_train + ReLU (relu_out: its output) into dx; dgamma, dbeta accumulate. */
+/* Backward of bn1d_train + ReLU (relu_out: its output) into dx; dgamma, dbeta accumulate
+ * (chunk k's at + k gstride). */
 static void bn1d_train_bwd(const float *x, const float *dy_in, const float *relu_out,
-                           float *dx, int rows, int c, int groups, const float *gamma,
-                           const float *mean, const float *invstd, float *dgamma,
-                           float *dbeta)
+                           float *dx, int rows, int c, int groups, int chunks,
+                           const float *gamma, const float *mean, const float *invstd,
+                           float *dgamma, float *dbeta, size_t gstride)
 {
-    int per = rows / groups;
-    double *s = ops_scratch;
+    int per = rows / groups, cs = rows / chunks, cpg = chunks / groups;
+    double *s = ops_scratch, *ks = s + 2 * (size_t)c;
     for (int g = 0; g < groups; g++) {
         memset(s, 0, (size_t)c * 2 * sizeof *s);
-        for (int r = g * per; r < (g + 1) * per; r++)
+        for (int k = g * cpg; k < (g + 1) * cpg; k++) {
+            memset(ks, 0, (size_t)c * 2 * sizeof *ks);
+            for (int r = k * cs; r < (k + 1) * cs; r++)
+                for (int ch = 0; ch < c; ch++) {
+                    size_t o = (size_t)r * c + ch;
+                    float d = k_relu_bwd(dy_in[o], relu_out[o]);
+                    ks[ch] += d;
+                    ks[c + ch] += (double)d * ((x[o] - mean[g * c + ch]) * invstd[g * c + ch]);
+                }
             for (int ch = 0; ch < c; ch++) {
-                size_t o = (size_t)r * c + ch;
-                float d = k_relu_bwd(dy_in[o], relu_out[o]);
-                s[ch] += d;
-                s[c + ch] += (double)d * ((x[o] - mean[g * c + ch]) * invstd[g * c + ch]);
+                dgamma[(size_t)k * gstride + ch] += (float)ks[c + ch];
+                dbeta[(size_t)k * gstride + ch] += (float)ks[ch];
+                s[ch] += ks[ch];
+                s[c + ch] += ks[c + ch];
             }
-        for (int ch = 0; ch < c; ch++) {
-            dgamma[ch] += (float)s[c + ch];
-            dbeta[ch] += (float)s[ch];
         }
+        ops_sync_sums(s, (size_t)c * 2);
+        float inv_m = 1.0f / ((float)per * ops_sync_world);
         for (int r = g * per; r < (g + 1) * per; r++)
             for (int ch = 0; ch < c; ch++) {
                 size_t o = (size_t)r * c + ch;
                 float is = invstd[g * c + ch];
                 float d = k_relu_bwd(dy_in[o], relu_out[o]);
                 dx[o] = k_bn_bwd(d, (x[o] - mean[g * c + ch]) * is, gamma[ch], is,
-                                 (float)s[ch], (float)s[c + ch], 1.0f / per);
+                                 (float)s[ch], (float)s[c + ch], inv_m);
             }
     }
 }
@@ -556,38 +634,57 @@ typedef struct mlp_save {
     float *mean, *invstd;   /* (groups, hidden) */
 } mlp_save;
 
+/* The GEMMs run chunk by chunk (rows / chunks rows each, as a rank would); weight
+ * gradients of chunk k go to + k gstride. */
 static int mlp_fwd(const float *x, float *y, int rows, int in, int hidden, int out,
-                   int groups, const float *w0, const float *gamma, const float *beta,
-                   const float *w3, float *run_mean, float *run_var, mlp_save *sv, int train,
-                   int update_running)
+                   int groups, int chunks, const float *w0, const float *gamma,
+                   const float *beta, const float *w3, float *run_mean, float *run_var,
+                   mlp_save *sv, int train, int update_running)
 {
-    if (lwl_gemm(0, 1, rows, hidden, in, 1.0f, x, in, w0, in, 0.0f, sv->h1, hidden))
-        return -1;
+    int cs = rows / chunks;
+    for (int k = 0; k < chunks; k++)
+        if (lwl_gemm(0, 1, cs, hidden, in, 1.0f, x + (size_t)k * cs * in, in, w0, in, 0.0f,
+                     sv->h1 + (size_t)k * cs * hidden, hidden))
+            return -1;
     if (train)
-        bn1d_train(sv->h1, sv->h2, rows, hidden, groups, gamma, beta, sv->mean, sv->invstd,
-                   run_mean, run_var, 1, update_running);
+        bn1d_train(sv->h1, sv->h2, rows, hidden, groups, chunks, gamma, beta, sv->mean,
+                   sv->invstd, run_mean, run_var, 1, update_running);
     else
         bn1d_eval(sv->h1, sv->h2, rows, hidden, groups, gamma, beta, run_mean, run_var, 1);
-    return lwl_gemm(0, 1, rows, out, hidden, 1.0f, sv->h2, hidden, w3, hidden, 0.0f, y, out);
+    for (int k = 0; k < chunks; k++)
+        if (lwl_gemm(0, 1, cs, out, hidden, 1.0f, sv->h2 + (size_t)k * cs * hidden, hidden, w3,
+                     hidden, 0.0f, y + (size_t)k * cs * out, out))
+            return -1;
+    return 0;
 }
 
 /* Backward: dy (rows, out) → dx (rows, in) when dx is not NULL; weight grads
  * accumulate. tmp holds (rows, hidden). */
 static int mlp_bwd(const float *x, const float *dy, float *dx, int rows, int in, int hidden,
-                   int out, int groups, const float *w0, const float *gamma, const float *w3,
-                   const mlp_save *sv, float *dw0, float *dgamma, float *dbeta, float *dw3,
-                   float *tmp)
+                   int out, int groups, int chunks, const float *w0, const float *gamma,
+                   const float *w3, const mlp_save *sv, float *dw0, float *dgamma,
+                   float *dbeta, float *dw3, size_t gstride, float *tmp)
 {
-    if (lwl_gemm(1, 0, out, hidden, rows, 1.0f, dy, out, sv->h2, hidden, 1.0f, dw3, hidden))
-        return -1;
-    if (lwl_gemm(0, 0, rows, hidden, out, 1.0f, dy, out, w3, hidden, 0.0f, tmp, hidden))
-        return -1;
-    bn1d_train_bwd(sv->h1, tmp, sv->h2, tmp, rows, hidden, groups, gamma, sv->mean, sv->invstd,
-                   dgamma, dbeta);
-    if (lwl_gemm(1, 0, hidden, in, rows, 1.0f, tmp, hidden, x, in, 1.0f, dw0, in))
-        return -1;
-    if (dx && lwl_gemm(0, 0, rows, in, hidden, 1.0f, tmp, hidden, w0, in, 0.0f, dx, in))
-        return -1;
+    int cs = rows / chunks;
+    for (int k = 0; k < chunks; k++) {
+        const float *dyk = dy + (size_t)k * cs * out;
+        if (lwl_gemm(1, 0, out, hidden, cs, 1.0f, dyk, out, sv->h2 + (size_t)k * cs * hidden,
+                     hidden, 1.0f, dw3 + (size_t)k * gstride, hidden) ||
+            lwl_gemm(0, 0, cs, hidden, out, 1.0f, dyk, out, w3, hidden, 0.0f,
+                     tmp + (size_t)k * cs * hidden, hidden))
+            return -1;
+    }
+    bn1d_train_bwd(sv->h1, tmp, sv->h2, tmp, rows, hidden, groups, chunks, gamma, sv->mean,
+                   sv->invstd, dgamma, dbeta, gstride);
+    for (int k = 0; k < chunks; k++) {
+        const float *tk = tmp + (size_t)k * cs * hidden;
+        if (lwl_gemm(1, 0, hidden, in, cs, 1.0f, tk, hidden, x + (size_t)k * cs * in, in, 1.0f,
+                     dw0 + (size_t)k * gstride, in))
+            return -1;
+        if (dx && lwl_gemm(0, 0, cs, in, hidden, 1.0f, tk, hidden, w0, in, 0.0f,
+                           dx + (size_t)k * cs * in, in))
+            return -1;
+    }
     return 0;
 }
 

@@ -7,6 +7,8 @@
 
 #define BATCH 128          /* images per view and step (train.batch) */
 #define GROUPS 2          /* BN groups of BATCH / GROUPS images */
+#define GPUS 2            /* chunks of CHUNK images, one per GPU (train.gpus) */
+#define CHUNK (BATCH / GPUS)
 #define SIZE 224
 #define CHANNELS 2048      /* layer4's channels */
 #define POSITIONS 49     /* layer4's 7 x 7 positions */
@@ -22,111 +24,111 @@
 #define BUF_FLOATS 171776u    /* all groups */
 #define TARGET_PARAM_FLOATS 42398784u
 #define TARGET_BUF_FLOATS 139008u
-#define ARENA_FLOATS 12117814272u  /* 46225.8 MiB */
+#define ARENA_FLOATS 12164423744u  /* 46403.6 MiB */
 
 /* Slots of the arena (floats from its start). */
 #define PARAMS (net_arena + 0u)   /* 46609472: online parameters, see net_params_info */
-#define GRADS (net_arena + 46609472u)   /* 46609472: their gradients */
-#define MOMENTUM (net_arena + 93218944u)   /* 46609472: optimiser buffers (lr folded in) */
-#define TARGET (net_arena + 139828416u)   /* 42398784: target parameters: backbone, proj, proj_obj */
-#define BUFS (net_arena + 182227200u)   /* 171776: online BN running statistics, (groups, c) each */
-#define TBUFS (net_arena + 182398976u)   /* 139008: target BN running statistics */
-#define ACT1 (net_arena + 182537984u)   /* 3596615680: online activations of a view, kept for backward */
-#define STATS1 (net_arena + 3779153664u)   /* 106240: BN (mean, invstd) per conv and group */
-#define ACT2 (net_arena + 3779259904u)   /* 3596615680: online activations of a view, kept for backward */
-#define STATS2 (net_arena + 7375875584u)   /* 106240: BN (mean, invstd) per conv and group */
-#define TACT (net_arena + 7375981824u)   /* 3596615680: target activations */
-#define TSTATS (net_arena + 10972597504u)   /* 106240: target BN statistics (train mode) */
-#define S0 (net_arena + 10972703744u)   /* 102760448: backward scratch, the largest activation */
-#define S1 (net_arena + 11075464192u)   /* 102760448: backward scratch, the largest activation */
-#define S2 (net_arena + 11178224640u)   /* 102760448: backward scratch, the largest activation */
-#define S3 (net_arena + 11280985088u)   /* 102760448: backward scratch, the largest activation */
-#define WS (net_arena + 11383745536u)   /* 2359296: a conv weight gradient before it is added */
-#define H1_X (net_arena + 11386104832u)   /* 12845056: (B, C, P) layer4's output in plain layout */
-#define H1_U (net_arena + 11398949888u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H1_Z (net_arena + 11412057088u)   /* 1638400: (rows_u, D) proj output */
-#define H1_ZG (net_arena + 11413695488u)   /* 32768: (B, D) global embedding */
-#define H1_QG (net_arena + 11413728256u)   /* 32768: (B, D) predictor output */
-#define H1_DQG (net_arena + 11413761024u)   /* 32768: (B, D) its gradient */
-#define H1_PROJ_H1 (net_arena + 11413793792u)   /* 26214400: (rows, hidden) before BN */
-#define H1_PROJ_H2 (net_arena + 11440008192u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_MEAN (net_arena + 11466222592u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_INVSTD (net_arena + 11466230784u)   /* 8192: (groups, hidden) */
-#define H1_PRED_H1 (net_arena + 11466238976u)   /* 524288: (rows, hidden) before BN */
-#define H1_PRED_H2 (net_arena + 11466763264u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H1_PRED_MEAN (net_arena + 11467287552u)   /* 8192: (groups, hidden) */
-#define H1_PRED_INVSTD (net_arena + 11467295744u)   /* 8192: (groups, hidden) */
-#define H1_AM (net_arena + 11467303936u)   /* 1605632: (B, D, P) alignment maps */
-#define H1_O (net_arena + 11468909568u)   /* 16777216: (B K, C) aligned features */
-#define H1_ZO (net_arena + 11485686784u)   /* 2097152: (B K, D) proj_obj output */
-#define H1_QO (net_arena + 11487783936u)   /* 2097152: (B K, D) predictor_obj output */
-#define H1_DQO (net_arena + 11489881088u)   /* 2097152: (B K, D) its gradient */
-#define H1_PROJ_OBJ_H1 (net_arena + 11491978240u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PROJ_OBJ_H2 (net_arena + 11525532672u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_OBJ_MEAN (net_arena + 11559087104u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_OBJ_INVSTD (net_arena + 11559095296u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_H1 (net_arena + 11559103488u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PRED_OBJ_H2 (net_arena + 11592657920u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PRED_OBJ_MEAN (net_arena + 11626212352u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_INVSTD (net_arena + 11626220544u)   /* 8192: (groups, hidden) */
-#define T1_ZG (net_arena + 11626228736u)   /* 32768: (B, D) target global embedding */
-#define T1_ZO (net_arena + 11626261504u)   /* 2097152: (B K, D) target aligned embedding */
-#define H2_X (net_arena + 11628358656u)   /* 12845056: (B, C, P) layer4's output in plain layout */
-#define H2_U (net_arena + 11641203712u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H2_Z (net_arena + 11654310912u)   /* 1638400: (rows_u, D) proj output */
-#define H2_ZG (net_arena + 11655949312u)   /* 32768: (B, D) global embedding */
-#define H2_QG (net_arena + 11655982080u)   /* 32768: (B, D) predictor output */
-#define H2_DQG (net_arena + 11656014848u)   /* 32768: (B, D) its gradient */
-#define H2_PROJ_H1 (net_arena + 11656047616u)   /* 26214400: (rows, hidden) before BN */
-#define H2_PROJ_H2 (net_arena + 11682262016u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_MEAN (net_arena + 11708476416u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_INVSTD (net_arena + 11708484608u)   /* 8192: (groups, hidden) */
-#define H2_PRED_H1 (net_arena + 11708492800u)   /* 524288: (rows, hidden) before BN */
-#define H2_PRED_H2 (net_arena + 11709017088u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H2_PRED_MEAN (net_arena + 11709541376u)   /* 8192: (groups, hidden) */
-#define H2_PRED_INVSTD (net_arena + 11709549568u)   /* 8192: (groups, hidden) */
-#define H2_AM (net_arena + 11709557760u)   /* 1605632: (B, D, P) alignment maps */
-#define H2_O (net_arena + 11711163392u)   /* 16777216: (B K, C) aligned features */
-#define H2_ZO (net_arena + 11727940608u)   /* 2097152: (B K, D) proj_obj output */
-#define H2_QO (net_arena + 11730037760u)   /* 2097152: (B K, D) predictor_obj output */
-#define H2_DQO (net_arena + 11732134912u)   /* 2097152: (B K, D) its gradient */
-#define H2_PROJ_OBJ_H1 (net_arena + 11734232064u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PROJ_OBJ_H2 (net_arena + 11767786496u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_OBJ_MEAN (net_arena + 11801340928u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_OBJ_INVSTD (net_arena + 11801349120u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_H1 (net_arena + 11801357312u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PRED_OBJ_H2 (net_arena + 11834911744u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PRED_OBJ_MEAN (net_arena + 11868466176u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_INVSTD (net_arena + 11868474368u)   /* 8192: (groups, hidden) */
-#define T2_ZG (net_arena + 11868482560u)   /* 32768: (B, D) target global embedding */
-#define T2_ZO (net_arena + 11868515328u)   /* 2097152: (B K, D) target aligned embedding */
-#define TH_X (net_arena + 11870612480u)   /* 12845056: target head scratch: (B, C, P) plain layer4 */
-#define TH_U (net_arena + 11883457536u)   /* 13107200: (rows_u, C) */
-#define TH_Z (net_arena + 11896564736u)   /* 1638400: (rows_u, D) */
-#define TH_PROJ_H1 (net_arena + 11898203136u)   /* 26214400: (rows, hidden) before BN */
-#define TH_PROJ_H2 (net_arena + 11924417536u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_MEAN (net_arena + 11950631936u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_INVSTD (net_arena + 11950640128u)   /* 8192: (groups, hidden) */
-#define TH_AM (net_arena + 11950648320u)   /* 1605632: (B, D, P) */
-#define TH_O (net_arena + 11952253952u)   /* 16777216: (B K, C) */
-#define TH_PROJ_OBJ_H1 (net_arena + 11969031168u)   /* 33554432: (rows, hidden) before BN */
-#define TH_PROJ_OBJ_H2 (net_arena + 12002585600u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_OBJ_MEAN (net_arena + 12036140032u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_OBJ_INVSTD (net_arena + 12036148224u)   /* 8192: (groups, hidden) */
-#define D_X (net_arena + 12036156416u)   /* 12845056: backward: (B, C, P) plain d(layer4 output) */
-#define D_ZG (net_arena + 12049001472u)   /* 32768: (B, D) */
-#define D_Z (net_arena + 12049034240u)   /* 1638400: (rows_u, D) */
-#define D_U (net_arena + 12050672640u)   /* 13107200: (rows_u, C) */
-#define D_TMP (net_arena + 12063779840u)   /* 33554432: (rows, hidden) inside an MLP backward */
-#define D_ZO (net_arena + 12097334272u)   /* 2097152: (B K, D) */
-#define D_O (net_arena + 12099431424u)   /* 16777216: (B K, C) */
-#define D_AM (net_arena + 12116208640u)   /* 1605632: (B, D, P) */
+#define GRADS (net_arena + 46609472u)   /* 93218944: their gradients, per chunk (GPUS, PARAM_FLOATS); the step's in chunk 0 */
+#define MOMENTUM (net_arena + 139828416u)   /* 46609472: optimiser buffers (lr folded in) */
+#define TARGET (net_arena + 186437888u)   /* 42398784: target parameters: backbone, proj, proj_obj */
+#define BUFS (net_arena + 228836672u)   /* 171776: online BN running statistics, (groups, c) each */
+#define TBUFS (net_arena + 229008448u)   /* 139008: target BN running statistics */
+#define ACT1 (net_arena + 229147456u)   /* 3596615680: online activations of a view, kept for backward */
+#define STATS1 (net_arena + 3825763136u)   /* 106240: BN (mean, invstd) per conv and group */
+#define ACT2 (net_arena + 3825869376u)   /* 3596615680: online activations of a view, kept for backward */
+#define STATS2 (net_arena + 7422485056u)   /* 106240: BN (mean, invstd) per conv and group */
+#define TACT (net_arena + 7422591296u)   /* 3596615680: target activations */
+#define TSTATS (net_arena + 11019206976u)   /* 106240: target BN statistics (train mode) */
+#define S0 (net_arena + 11019313216u)   /* 102760448: backward scratch, the largest activation */
+#define S1 (net_arena + 11122073664u)   /* 102760448: backward scratch, the largest activation */
+#define S2 (net_arena + 11224834112u)   /* 102760448: backward scratch, the largest activation */
+#define S3 (net_arena + 11327594560u)   /* 102760448: backward scratch, the largest activation */
+#define WS (net_arena + 11430355008u)   /* 2359296: a conv weight gradient before it is added */
+#define H1_X (net_arena + 11432714304u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H1_U (net_arena + 11445559360u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H1_Z (net_arena + 11458666560u)   /* 1638400: (rows_u, D) proj output */
+#define H1_ZG (net_arena + 11460304960u)   /* 32768: (B, D) global embedding */
+#define H1_QG (net_arena + 11460337728u)   /* 32768: (B, D) predictor output */
+#define H1_DQG (net_arena + 11460370496u)   /* 32768: (B, D) its gradient */
+#define H1_PROJ_H1 (net_arena + 11460403264u)   /* 26214400: (rows, hidden) before BN */
+#define H1_PROJ_H2 (net_arena + 11486617664u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_MEAN (net_arena + 11512832064u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_INVSTD (net_arena + 11512840256u)   /* 8192: (groups, hidden) */
+#define H1_PRED_H1 (net_arena + 11512848448u)   /* 524288: (rows, hidden) before BN */
+#define H1_PRED_H2 (net_arena + 11513372736u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H1_PRED_MEAN (net_arena + 11513897024u)   /* 8192: (groups, hidden) */
+#define H1_PRED_INVSTD (net_arena + 11513905216u)   /* 8192: (groups, hidden) */
+#define H1_AM (net_arena + 11513913408u)   /* 1605632: (B, D, P) alignment maps */
+#define H1_O (net_arena + 11515519040u)   /* 16777216: (B K, C) aligned features */
+#define H1_ZO (net_arena + 11532296256u)   /* 2097152: (B K, D) proj_obj output */
+#define H1_QO (net_arena + 11534393408u)   /* 2097152: (B K, D) predictor_obj output */
+#define H1_DQO (net_arena + 11536490560u)   /* 2097152: (B K, D) its gradient */
+#define H1_PROJ_OBJ_H1 (net_arena + 11538587712u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PROJ_OBJ_H2 (net_arena + 11572142144u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_OBJ_MEAN (net_arena + 11605696576u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_OBJ_INVSTD (net_arena + 11605704768u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_H1 (net_arena + 11605712960u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PRED_OBJ_H2 (net_arena + 11639267392u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PRED_OBJ_MEAN (net_arena + 11672821824u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_INVSTD (net_arena + 11672830016u)   /* 8192: (groups, hidden) */
+#define T1_ZG (net_arena + 11672838208u)   /* 32768: (B, D) target global embedding */
+#define T1_ZO (net_arena + 11672870976u)   /* 2097152: (B K, D) target aligned embedding */
+#define H2_X (net_arena + 11674968128u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H2_U (net_arena + 11687813184u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H2_Z (net_arena + 11700920384u)   /* 1638400: (rows_u, D) proj output */
+#define H2_ZG (net_arena + 11702558784u)   /* 32768: (B, D) global embedding */
+#define H2_QG (net_arena + 11702591552u)   /* 32768: (B, D) predictor output */
+#define H2_DQG (net_arena + 11702624320u)   /* 32768: (B, D) its gradient */
+#define H2_PROJ_H1 (net_arena + 11702657088u)   /* 26214400: (rows, hidden) before BN */
+#define H2_PROJ_H2 (net_arena + 11728871488u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_MEAN (net_arena + 11755085888u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_INVSTD (net_arena + 11755094080u)   /* 8192: (groups, hidden) */
+#define H2_PRED_H1 (net_arena + 11755102272u)   /* 524288: (rows, hidden) before BN */
+#define H2_PRED_H2 (net_arena + 11755626560u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H2_PRED_MEAN (net_arena + 11756150848u)   /* 8192: (groups, hidden) */
+#define H2_PRED_INVSTD (net_arena + 11756159040u)   /* 8192: (groups, hidden) */
+#define H2_AM (net_arena + 11756167232u)   /* 1605632: (B, D, P) alignment maps */
+#define H2_O (net_arena + 11757772864u)   /* 16777216: (B K, C) aligned features */
+#define H2_ZO (net_arena + 11774550080u)   /* 2097152: (B K, D) proj_obj output */
+#define H2_QO (net_arena + 11776647232u)   /* 2097152: (B K, D) predictor_obj output */
+#define H2_DQO (net_arena + 11778744384u)   /* 2097152: (B K, D) its gradient */
+#define H2_PROJ_OBJ_H1 (net_arena + 11780841536u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PROJ_OBJ_H2 (net_arena + 11814395968u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_OBJ_MEAN (net_arena + 11847950400u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_OBJ_INVSTD (net_arena + 11847958592u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_H1 (net_arena + 11847966784u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PRED_OBJ_H2 (net_arena + 11881521216u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PRED_OBJ_MEAN (net_arena + 11915075648u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_INVSTD (net_arena + 11915083840u)   /* 8192: (groups, hidden) */
+#define T2_ZG (net_arena + 11915092032u)   /* 32768: (B, D) target global embedding */
+#define T2_ZO (net_arena + 11915124800u)   /* 2097152: (B K, D) target aligned embedding */
+#define TH_X (net_arena + 11917221952u)   /* 12845056: target head scratch: (B, C, P) plain layer4 */
+#define TH_U (net_arena + 11930067008u)   /* 13107200: (rows_u, C) */
+#define TH_Z (net_arena + 11943174208u)   /* 1638400: (rows_u, D) */
+#define TH_PROJ_H1 (net_arena + 11944812608u)   /* 26214400: (rows, hidden) before BN */
+#define TH_PROJ_H2 (net_arena + 11971027008u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_MEAN (net_arena + 11997241408u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_INVSTD (net_arena + 11997249600u)   /* 8192: (groups, hidden) */
+#define TH_AM (net_arena + 11997257792u)   /* 1605632: (B, D, P) */
+#define TH_O (net_arena + 11998863424u)   /* 16777216: (B K, C) */
+#define TH_PROJ_OBJ_H1 (net_arena + 12015640640u)   /* 33554432: (rows, hidden) before BN */
+#define TH_PROJ_OBJ_H2 (net_arena + 12049195072u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_OBJ_MEAN (net_arena + 12082749504u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_OBJ_INVSTD (net_arena + 12082757696u)   /* 8192: (groups, hidden) */
+#define D_X (net_arena + 12082765888u)   /* 12845056: backward: (B, C, P) plain d(layer4 output) */
+#define D_ZG (net_arena + 12095610944u)   /* 32768: (B, D) */
+#define D_Z (net_arena + 12095643712u)   /* 1638400: (rows_u, D) */
+#define D_U (net_arena + 12097282112u)   /* 13107200: (rows_u, C) */
+#define D_TMP (net_arena + 12110389312u)   /* 33554432: (rows, hidden) inside an MLP backward */
+#define D_ZO (net_arena + 12143943744u)   /* 2097152: (B K, D) */
+#define D_O (net_arena + 12146040896u)   /* 16777216: (B K, C) */
+#define D_AM (net_arena + 12162818112u)   /* 1605632: (B, D, P) */
 
 extern float *net_arena;
 extern const lwl_tensor_info net_params_info[NPARAMS];
 extern const lwl_tensor_info net_bufs_info[NBUFS];
 
-int net_init(int threads);
+int net_init(int threads, int rank, int ranks);
 void net_free(void);
 int net_init_weights(uint64_t seed);
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,

@@ -30,6 +30,54 @@ static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C
 static int act_blk = 1;
 #define ACT_BLK(c) ((c) % act_blk ? 1 : act_blk)
 
+/* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one
+ * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks
+ * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0
+ * (model.norm batch: a group per chunk). Every batch-size-dependent call
+ * runs per chunk and every gradient accumulates per chunk, so one process computes
+ * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */
+static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;
+
+/* Floats of one image of each convolution's input and output. */
+static const size_t conv_in[20] = {
+    3072u, 65536u, 65536u, 65536u, 65536u, 65536u, 32768u, 65536u,
+    32768u, 32768u, 32768u, 16384u, 32768u, 16384u, 16384u, 16384u,
+    8192u, 16384u, 8192u, 8192u
+};
+static const size_t conv_out[20] = {
+    65536u, 65536u, 65536u, 65536u, 65536u, 32768u, 32768u, 32768u,
+    32768u, 32768u, 16384u, 16384u, 16384u, 16384u, 16384u, 8192u,
+    8192u, 8192u, 8192u, 8192u
+};
+
+/* Convolution i of x (nb images) into y, chunk by chunk. */
+static int conv_fwd(int i, const float *x, const float *w, float *y)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_fwd(conv[i], x + k * xs, w, y + k * ys));
+    return 0;
+}
+
+static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_bwd_data(conv[i], dy + k * ys, w, dx + k * xs));
+    return 0;
+}
+
+/* The weight gradient of each chunk, added to that chunk's gradient g (+ k PARAM_FLOATS). */
+static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++) {
+        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));
+        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);
+    }
+    return 0;
+}
+
 const lwl_tensor_info net_params_info[76] = {
     { "conv1.weight", 0, 1728, 4, { 64, 3, 3, 3 }, 1, 576 },
     { "bn1.weight", 1728, 64, 1, { 64 }, 0, 0 },
@@ -160,8 +208,19 @@ const lwl_tensor_info net_bufs_info[48] = {
     { "predictor_obj.1.running_var", 13184, 512, 1, { 512 }, 0, 0 },
 };
 
-int net_init(int threads)
+/* The network's memory and primitives for rank `rank` of `ranks` (0 of 1 in one
+ * process); 0, or -1 with a message. */
+int net_init(int threads, int rank, int ranks)
 {
+    if (ranks < 1 || GPUS % ranks != 0 || rank < 0 || rank >= ranks) {
+        fprintf(stderr, "net: train.gpus (%d) is not divisible by the %d ranks\n", GPUS, ranks);
+        return -1;
+    }
+    world = ranks;
+    nc = GPUS / ranks;
+    nb = nc * CHUNK;
+    ng = nc;
+    g0 = rank * nc;
     CK(lwl_nn_threads(threads));
     /* every slot is written before it is read: no need to clear (or touch) it */
     net_arena = aligned_alloc(64, sizeof(float) * ARENA_FLOATS);
@@ -169,30 +228,30 @@ int net_init(int threads)
         fprintf(stderr, "net: cannot allocate %.1f MiB\n", ARENA_FLOATS * 4.0 / (1 << 20));
         return -1;
     }
-    /* BN reductions: (images + groups, channels, 2) doubles of the widest BN */
+    /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */
     CK(cpu_ops_init(544, GROUPS, 512));
     CK((act_blk = lwl_nn_act_block()) < 0);
-    CK(!(conv[0] = lwl_conv_new_act(32, 3, 32, 32, 64, 3, 3, 1, 1)));  /* conv1 */
-    CK(!(conv[1] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv1 */
-    CK(!(conv[2] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
-    CK(!(conv[3] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv1 */
-    CK(!(conv[4] = lwl_conv_new_act(32, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
-    CK(!(conv[5] = lwl_conv_new_act(32, 64, 32, 32, 128, 3, 3, 2, 1)));  /* layer2.0.conv1 */
-    CK(!(conv[6] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.0.conv2 */
-    CK(!(conv[7] = lwl_conv_new_act(32, 64, 32, 32, 128, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
-    CK(!(conv[8] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv1 */
-    CK(!(conv[9] = lwl_conv_new_act(32, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
-    CK(!(conv[10] = lwl_conv_new_act(32, 128, 16, 16, 256, 3, 3, 2, 1)));  /* layer3.0.conv1 */
-    CK(!(conv[11] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.0.conv2 */
-    CK(!(conv[12] = lwl_conv_new_act(32, 128, 16, 16, 256, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
-    CK(!(conv[13] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv1 */
-    CK(!(conv[14] = lwl_conv_new_act(32, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
-    CK(!(conv[15] = lwl_conv_new_act(32, 256, 8, 8, 512, 3, 3, 2, 1)));  /* layer4.0.conv1 */
-    CK(!(conv[16] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.0.conv2 */
-    CK(!(conv[17] = lwl_conv_new_act(32, 256, 8, 8, 512, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
-    CK(!(conv[18] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv1 */
-    CK(!(conv[19] = lwl_conv_new_act(32, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
-    CK(!(feat_layout = lwl_act_reorder_new(BATCH, CHANNELS, 4, 4)));
+    CK(!(conv[0] = lwl_conv_new_act(CHUNK, 3, 32, 32, 64, 3, 3, 1, 1)));  /* conv1 */
+    CK(!(conv[1] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv1 */
+    CK(!(conv[2] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
+    CK(!(conv[3] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv1 */
+    CK(!(conv[4] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
+    CK(!(conv[5] = lwl_conv_new_act(CHUNK, 64, 32, 32, 128, 3, 3, 2, 1)));  /* layer2.0.conv1 */
+    CK(!(conv[6] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.0.conv2 */
+    CK(!(conv[7] = lwl_conv_new_act(CHUNK, 64, 32, 32, 128, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
+    CK(!(conv[8] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv1 */
+    CK(!(conv[9] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
+    CK(!(conv[10] = lwl_conv_new_act(CHUNK, 128, 16, 16, 256, 3, 3, 2, 1)));  /* layer3.0.conv1 */
+    CK(!(conv[11] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.0.conv2 */
+    CK(!(conv[12] = lwl_conv_new_act(CHUNK, 128, 16, 16, 256, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
+    CK(!(conv[13] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv1 */
+    CK(!(conv[14] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
+    CK(!(conv[15] = lwl_conv_new_act(CHUNK, 256, 8, 8, 512, 3, 3, 2, 1)));  /* layer4.0.conv1 */
+    CK(!(conv[16] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.0.conv2 */
+    CK(!(conv[17] = lwl_conv_new_act(CHUNK, 256, 8, 8, 512, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
+    CK(!(conv[18] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv1 */
+    CK(!(conv[19] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
+    CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, 4, 4)));
     return 0;
 }
 
@@ -254,129 +313,129 @@ int net_init_weights(uint64_t seed)
 static int backbone_train(const float *w, float *run, float *a, float *st, lwl_pool *pool)
 {
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 98304u));
-    bn_train(a + 98304u, a + 2195456u, 32, 64, 1024, 1, ACT_BLK(64),
+    CK(conv_fwd(0, a + 0u, w + 0u, a + 98304u));
+    bn_train(a + 98304u, a + 2195456u, nb, 64, 1024, ng, nc, ACT_BLK(64),
              w + 1728u, w + 1792u, st + 0u, st + 64u,
-             run + 0u, run + 64u, 1, NULL);
+             run + 0u + g0 * 64, run + 64u + g0 * 64, 1, NULL);
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[1], a + 2195456u, w + 1856u, a + 4292608u));
-    bn_train(a + 4292608u, a + 6389760u, 32, 64, 1024, 1, ACT_BLK(64),
+    CK(conv_fwd(1, a + 2195456u, w + 1856u, a + 4292608u));
+    bn_train(a + 4292608u, a + 6389760u, nb, 64, 1024, ng, nc, ACT_BLK(64),
              w + 38720u, w + 38784u, st + 128u, st + 192u,
-             run + 128u, run + 192u, 1, NULL);
+             run + 128u + g0 * 64, run + 192u + g0 * 64, 1, NULL);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
-    CK(lwl_conv_fwd(conv[2], a + 6389760u, w + 38848u, a + 8486912u));
+    CK(conv_fwd(2, a + 6389760u, w + 38848u, a + 8486912u));
     /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 8486912u, a + 12681216u, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train(a + 8486912u, a + 12681216u, nb, 64, 1024, ng, nc, ACT_BLK(64),
              w + 75712u, w + 75776u, st + 256u, st + 320u,
-             run + 256u, run + 320u, 0, a + 2195456u);
+             run + 256u + g0 * 64, run + 320u + g0 * 64, 0, a + 2195456u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[3], a + 12681216u, w + 75840u, a + 14778368u));
-    bn_train(a + 14778368u, a + 16875520u, 32, 64, 1024, 1, ACT_BLK(64),
+    CK(conv_fwd(3, a + 12681216u, w + 75840u, a + 14778368u));
+    bn_train(a + 14778368u, a + 16875520u, nb, 64, 1024, ng, nc, ACT_BLK(64),
              w + 112704u, w + 112768u, st + 384u, st + 448u,
-             run + 384u, run + 448u, 1, NULL);
+             run + 384u + g0 * 64, run + 448u + g0 * 64, 1, NULL);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
-    CK(lwl_conv_fwd(conv[4], a + 16875520u, w + 112832u, a + 18972672u));
+    CK(conv_fwd(4, a + 16875520u, w + 112832u, a + 18972672u));
     /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 18972672u, a + 23166976u, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train(a + 18972672u, a + 23166976u, nb, 64, 1024, ng, nc, ACT_BLK(64),
              w + 149696u, w + 149760u, st + 512u, st + 576u,
-             run + 512u, run + 576u, 0, a + 12681216u);
+             run + 512u + g0 * 64, run + 576u + g0 * 64, 0, a + 12681216u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[5], a + 23166976u, w + 149824u, a + 25264128u));
-    bn_train(a + 25264128u, a + 26312704u, 32, 128, 256, 1, ACT_BLK(128),
+    CK(conv_fwd(5, a + 23166976u, w + 149824u, a + 25264128u));
+    bn_train(a + 25264128u, a + 26312704u, nb, 128, 256, ng, nc, ACT_BLK(128),
              w + 223552u, w + 223680u, st + 640u, st + 768u,
-             run + 640u, run + 768u, 1, NULL);
+             run + 640u + g0 * 128, run + 768u + g0 * 128, 1, NULL);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
-    CK(lwl_conv_fwd(conv[6], a + 26312704u, w + 223808u, a + 27361280u));
-    bn_train(a + 27361280u, a + 28409856u, 32, 128, 256, 1, ACT_BLK(128),
+    CK(conv_fwd(6, a + 26312704u, w + 223808u, a + 27361280u));
+    bn_train(a + 27361280u, a + 28409856u, nb, 128, 256, ng, nc, ACT_BLK(128),
              w + 371264u, w + 371392u, st + 896u, st + 1024u,
-             run + 896u, run + 1024u, 0, NULL);
+             run + 896u + g0 * 128, run + 1024u + g0 * 128, 0, NULL);
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[7], a + 23166976u, w + 371520u, a + 29458432u));
+    CK(conv_fwd(7, a + 23166976u, w + 371520u, a + 29458432u));
     /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 29458432u, a + 31555584u, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train(a + 29458432u, a + 31555584u, nb, 128, 256, ng, nc, ACT_BLK(128),
              w + 379712u, w + 379840u, st + 1152u, st + 1280u,
-             run + 1152u, run + 1280u, 0, a + 28409856u);
+             run + 1152u + g0 * 128, run + 1280u + g0 * 128, 0, a + 28409856u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[8], a + 31555584u, w + 379968u, a + 32604160u));
-    bn_train(a + 32604160u, a + 33652736u, 32, 128, 256, 1, ACT_BLK(128),
+    CK(conv_fwd(8, a + 31555584u, w + 379968u, a + 32604160u));
+    bn_train(a + 32604160u, a + 33652736u, nb, 128, 256, ng, nc, ACT_BLK(128),
              w + 527424u, w + 527552u, st + 1408u, st + 1536u,
-             run + 1408u, run + 1536u, 1, NULL);
+             run + 1408u + g0 * 128, run + 1536u + g0 * 128, 1, NULL);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
-    CK(lwl_conv_fwd(conv[9], a + 33652736u, w + 527680u, a + 34701312u));
+    CK(conv_fwd(9, a + 33652736u, w + 527680u, a + 34701312u));
     /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 34701312u, a + 36798464u, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train(a + 34701312u, a + 36798464u, nb, 128, 256, ng, nc, ACT_BLK(128),
              w + 675136u, w + 675264u, st + 1664u, st + 1792u,
-             run + 1664u, run + 1792u, 0, a + 31555584u);
+             run + 1664u + g0 * 128, run + 1792u + g0 * 128, 0, a + 31555584u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[10], a + 36798464u, w + 675392u, a + 37847040u));
-    bn_train(a + 37847040u, a + 38371328u, 32, 256, 64, 1, ACT_BLK(256),
+    CK(conv_fwd(10, a + 36798464u, w + 675392u, a + 37847040u));
+    bn_train(a + 37847040u, a + 38371328u, nb, 256, 64, ng, nc, ACT_BLK(256),
              w + 970304u, w + 970560u, st + 1920u, st + 2176u,
-             run + 1920u, run + 2176u, 1, NULL);
+             run + 1920u + g0 * 256, run + 2176u + g0 * 256, 1, NULL);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
-    CK(lwl_conv_fwd(conv[11], a + 38371328u, w + 970816u, a + 38895616u));
-    bn_train(a + 38895616u, a + 39419904u, 32, 256, 64, 1, ACT_BLK(256),
+    CK(conv_fwd(11, a + 38371328u, w + 970816u, a + 38895616u));
+    bn_train(a + 38895616u, a + 39419904u, nb, 256, 64, ng, nc, ACT_BLK(256),
              w + 1560640u, w + 1560896u, st + 2432u, st + 2688u,
-             run + 2432u, run + 2688u, 0, NULL);
+             run + 2432u + g0 * 256, run + 2688u + g0 * 256, 0, NULL);
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[12], a + 36798464u, w + 1561152u, a + 39944192u));
+    CK(conv_fwd(12, a + 36798464u, w + 1561152u, a + 39944192u));
     /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 39944192u, a + 40992768u, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train(a + 39944192u, a + 40992768u, nb, 256, 64, ng, nc, ACT_BLK(256),
              w + 1593920u, w + 1594176u, st + 2944u, st + 3200u,
-             run + 2944u, run + 3200u, 0, a + 39419904u);
+             run + 2944u + g0 * 256, run + 3200u + g0 * 256, 0, a + 39419904u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[13], a + 40992768u, w + 1594432u, a + 41517056u));
-    bn_train(a + 41517056u, a + 42041344u, 32, 256, 64, 1, ACT_BLK(256),
+    CK(conv_fwd(13, a + 40992768u, w + 1594432u, a + 41517056u));
+    bn_train(a + 41517056u, a + 42041344u, nb, 256, 64, ng, nc, ACT_BLK(256),
              w + 2184256u, w + 2184512u, st + 3456u, st + 3712u,
-             run + 3456u, run + 3712u, 1, NULL);
+             run + 3456u + g0 * 256, run + 3712u + g0 * 256, 1, NULL);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
-    CK(lwl_conv_fwd(conv[14], a + 42041344u, w + 2184768u, a + 42565632u));
+    CK(conv_fwd(14, a + 42041344u, w + 2184768u, a + 42565632u));
     /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 42565632u, a + 43614208u, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train(a + 42565632u, a + 43614208u, nb, 256, 64, ng, nc, ACT_BLK(256),
              w + 2774592u, w + 2774848u, st + 3968u, st + 4224u,
-             run + 3968u, run + 4224u, 0, a + 40992768u);
+             run + 3968u + g0 * 256, run + 4224u + g0 * 256, 0, a + 40992768u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[15], a + 43614208u, w + 2775104u, a + 44138496u));
-    bn_train(a + 44138496u, a + 44400640u, 32, 512, 16, 1, ACT_BLK(512),
+    CK(conv_fwd(15, a + 43614208u, w + 2775104u, a + 44138496u));
+    bn_train(a + 44138496u, a + 44400640u, nb, 512, 16, ng, nc, ACT_BLK(512),
              w + 3954752u, w + 3955264u, st + 4480u, st + 4992u,
-             run + 4480u, run + 4992u, 1, NULL);
+             run + 4480u + g0 * 512, run + 4992u + g0 * 512, 1, NULL);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
-    CK(lwl_conv_fwd(conv[16], a + 44400640u, w + 3955776u, a + 44662784u));
-    bn_train(a + 44662784u, a + 44924928u, 32, 512, 16, 1, ACT_BLK(512),
+    CK(conv_fwd(16, a + 44400640u, w + 3955776u, a + 44662784u));
+    bn_train(a + 44662784u, a + 44924928u, nb, 512, 16, ng, nc, ACT_BLK(512),
              w + 6315072u, w + 6315584u, st + 5504u, st + 6016u,
-             run + 5504u, run + 6016u, 0, NULL);
+             run + 5504u + g0 * 512, run + 6016u + g0 * 512, 0, NULL);
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[17], a + 43614208u, w + 6316096u, a + 45187072u));
+    CK(conv_fwd(17, a + 43614208u, w + 6316096u, a + 45187072u));
     /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 45187072u, a + 45711360u, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train(a + 45187072u, a + 45711360u, nb, 512, 16, ng, nc, ACT_BLK(512),
              w + 6447168u, w + 6447680u, st + 6528u, st + 7040u,
-             run + 6528u, run + 7040u, 0, a + 44924928u);
+             run + 6528u + g0 * 512, run + 7040u + g0 * 512, 0, a + 44924928u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[18], a + 45711360u, w + 6448192u, a + 45973504u));
-    bn_train(a + 45973504u, a + 46235648u, 32, 512, 16, 1, ACT_BLK(512),
+    CK(conv_fwd(18, a + 45711360u, w + 6448192u, a + 45973504u));
+    bn_train(a + 45973504u, a + 46235648u, nb, 512, 16, ng, nc, ACT_BLK(512),
              w + 8807488u, w + 8808000u, st + 7552u, st + 8064u,
-             run + 7552u, run + 8064u, 1, NULL);
+             run + 7552u + g0 * 512, run + 8064u + g0 * 512, 1, NULL);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
-    CK(lwl_conv_fwd(conv[19], a + 46235648u, w + 8808512u, a + 46497792u));
+    CK(conv_fwd(19, a + 46235648u, w + 8808512u, a + 46497792u));
     /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 46497792u, a + 47022080u, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train(a + 46497792u, a + 47022080u, nb, 512, 16, ng, nc, ACT_BLK(512),
              w + 11167808u, w + 11168320u, st + 8576u, st + 9088u,
-             run + 8576u, run + 9088u, 0, a + 45711360u);
+             run + 8576u + g0 * 512, run + 9088u + g0 * 512, 0, a + 45711360u);
     return 0;
 }
 
@@ -386,109 +445,109 @@ static int backbone_eval(const float *w, const float *run, float *a, int groups,
                          lwl_pool *pool)
 {
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 98304u));
-    bn_eval(a + 98304u, a + 2195456u, 32, 64, 1024, groups, ACT_BLK(64),
-            w + 1728u, w + 1792u, run + 0u, run + 64u, 1, NULL);
+    CK(conv_fwd(0, a + 0u, w + 0u, a + 98304u));
+    bn_eval(a + 98304u, a + 2195456u, nb, 64, 1024, groups, ACT_BLK(64),
+            w + 1728u, w + 1792u, run + 0u + g0 * 64, run + 64u + g0 * 64, 1, NULL);
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[1], a + 2195456u, w + 1856u, a + 4292608u));
-    bn_eval(a + 4292608u, a + 6389760u, 32, 64, 1024, groups, ACT_BLK(64),
-            w + 38720u, w + 38784u, run + 128u, run + 192u, 1, NULL);
+    CK(conv_fwd(1, a + 2195456u, w + 1856u, a + 4292608u));
+    bn_eval(a + 4292608u, a + 6389760u, nb, 64, 1024, groups, ACT_BLK(64),
+            w + 38720u, w + 38784u, run + 128u + g0 * 64, run + 192u + g0 * 64, 1, NULL);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
-    CK(lwl_conv_fwd(conv[2], a + 6389760u, w + 38848u, a + 8486912u));
+    CK(conv_fwd(2, a + 6389760u, w + 38848u, a + 8486912u));
     /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 8486912u, a + 12681216u, 32, 64, 1024, groups, ACT_BLK(64),
-            w + 75712u, w + 75776u, run + 256u, run + 320u, 0, a + 2195456u);
+    bn_eval(a + 8486912u, a + 12681216u, nb, 64, 1024, groups, ACT_BLK(64),
+            w + 75712u, w + 75776u, run + 256u + g0 * 64, run + 320u + g0 * 64, 0, a + 2195456u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[3], a + 12681216u, w + 75840u, a + 14778368u));
-    bn_eval(a + 14778368u, a + 16875520u, 32, 64, 1024, groups, ACT_BLK(64),
-            w + 112704u, w + 112768u, run + 384u, run + 448u, 1, NULL);
+    CK(conv_fwd(3, a + 12681216u, w + 75840u, a + 14778368u));
+    bn_eval(a + 14778368u, a + 16875520u, nb, 64, 1024, groups, ACT_BLK(64),
+            w + 112704u, w + 112768u, run + 384u + g0 * 64, run + 448u + g0 * 64, 1, NULL);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
-    CK(lwl_conv_fwd(conv[4], a + 16875520u, w + 112832u, a + 18972672u));
+    CK(conv_fwd(4, a + 16875520u, w + 112832u, a + 18972672u));
     /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 18972672u, a + 23166976u, 32, 64, 1024, groups, ACT_BLK(64),
-            w + 149696u, w + 149760u, run + 512u, run + 576u, 0, a + 12681216u);
+    bn_eval(a + 18972672u, a + 23166976u, nb, 64, 1024, groups, ACT_BLK(64),
+            w + 149696u, w + 149760u, run + 512u + g0 * 64, run + 576u + g0 * 64, 0, a + 12681216u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[5], a + 23166976u, w + 149824u, a + 25264128u));
-    bn_eval(a + 25264128u, a + 26312704u, 32, 128, 256, groups, ACT_BLK(128),
-            w + 223552u, w + 223680u, run + 640u, run + 768u, 1, NULL);
+    CK(conv_fwd(5, a + 23166976u, w + 149824u, a + 25264128u));
+    bn_eval(a + 25264128u, a + 26312704u, nb, 128, 256, groups, ACT_BLK(128),
+            w + 223552u, w + 223680u, run + 640u + g0 * 128, run + 768u + g0 * 128, 1, NULL);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
-    CK(lwl_conv_fwd(conv[6], a + 26312704u, w + 223808u, a + 27361280u));
-    bn_eval(a + 27361280u, a + 28409856u, 32, 128, 256, groups, ACT_BLK(128),
-            w + 371264u, w + 371392u, run + 896u, run + 1024u, 0, NULL);
+    CK(conv_fwd(6, a + 26312704u, w + 223808u, a + 27361280u));
+    bn_eval(a + 27361280u, a + 28409856u, nb, 128, 256, groups, ACT_BLK(128),
+            w + 371264u, w + 371392u, run + 896u + g0 * 128, run + 1024u + g0 * 128, 0, NULL);
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[7], a + 23166976u, w + 371520u, a + 29458432u));
+    CK(conv_fwd(7, a + 23166976u, w + 371520u, a + 29458432u));
     /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 29458432u, a + 31555584u, 32, 128, 256, groups, ACT_BLK(128),
-            w + 379712u, w + 379840u, run + 1152u, run + 1280u, 0, a + 28409856u);
+    bn_eval(a + 29458432u, a + 31555584u, nb, 128, 256, groups, ACT_BLK(128),
+            w + 379712u, w + 379840u, run + 1152u + g0 * 128, run + 1280u + g0 * 128, 0, a + 28409856u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[8], a + 31555584u, w + 379968u, a + 32604160u));
-    bn_eval(a + 32604160u, a + 33652736u, 32, 128, 256, groups, ACT_BLK(128),
-            w + 527424u, w + 527552u, run + 1408u, run + 1536u, 1, NULL);
+    CK(conv_fwd(8, a + 31555584u, w + 379968u, a + 32604160u));
+    bn_eval(a + 32604160u, a + 33652736u, nb, 128, 256, groups, ACT_BLK(128),
+            w + 527424u, w + 527552u, run + 1408u + g0 * 128, run + 1536u + g0 * 128, 1, NULL);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
-    CK(lwl_conv_fwd(conv[9], a + 33652736u, w + 527680u, a + 34701312u));
+    CK(conv_fwd(9, a + 33652736u, w + 527680u, a + 34701312u));
     /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 34701312u, a + 36798464u, 32, 128, 256, groups, ACT_BLK(128),
-            w + 675136u, w + 675264u, run + 1664u, run + 1792u, 0, a + 31555584u);
+    bn_eval(a + 34701312u, a + 36798464u, nb, 128, 256, groups, ACT_BLK(128),
+            w + 675136u, w + 675264u, run + 1664u + g0 * 128, run + 1792u + g0 * 128, 0, a + 31555584u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[10], a + 36798464u, w + 675392u, a + 37847040u));
-    bn_eval(a + 37847040u, a + 38371328u, 32, 256, 64, groups, ACT_BLK(256),
-            w + 970304u, w + 970560u, run + 1920u, run + 2176u, 1, NULL);
+    CK(conv_fwd(10, a + 36798464u, w + 675392u, a + 37847040u));
+    bn_eval(a + 37847040u, a + 38371328u, nb, 256, 64, groups, ACT_BLK(256),
+            w + 970304u, w + 970560u, run + 1920u + g0 * 256, run + 2176u + g0 * 256, 1, NULL);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
-    CK(lwl_conv_fwd(conv[11], a + 38371328u, w + 970816u, a + 38895616u));
-    bn_eval(a + 38895616u, a + 39419904u, 32, 256, 64, groups, ACT_BLK(256),
-            w + 1560640u, w + 1560896u, run + 2432u, run + 2688u, 0, NULL);
+    CK(conv_fwd(11, a + 38371328u, w + 970816u, a + 38895616u));
+    bn_eval(a + 38895616u, a + 39419904u, nb, 256, 64, groups, ACT_BLK(256),
+            w + 1560640u, w + 1560896u, run + 2432u + g0 * 256, run + 2688u + g0 * 256, 0, NULL);
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[12], a + 36798464u, w + 1561152u, a + 39944192u));
+    CK(conv_fwd(12, a + 36798464u, w + 1561152u, a + 39944192u));
     /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 39944192u, a + 40992768u, 32, 256, 64, groups, ACT_BLK(256),
-            w + 1593920u, w + 1594176u, run + 2944u, run + 3200u, 0, a + 39419904u);
+    bn_eval(a + 39944192u, a + 40992768u, nb, 256, 64, groups, ACT_BLK(256),
+            w + 1593920u, w + 1594176u, run + 2944u + g0 * 256, run + 3200u + g0 * 256, 0, a + 39419904u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[13], a + 40992768u, w + 1594432u, a + 41517056u));
-    bn_eval(a + 41517056u, a + 42041344u, 32, 256, 64, groups, ACT_BLK(256),
-            w + 2184256u, w + 2184512u, run + 3456u, run + 3712u, 1, NULL);
+    CK(conv_fwd(13, a + 40992768u, w + 1594432u, a + 41517056u));
+    bn_eval(a + 41517056u, a + 42041344u, nb, 256, 64, groups, ACT_BLK(256),
+            w + 2184256u, w + 2184512u, run + 3456u + g0 * 256, run + 3712u + g0 * 256, 1, NULL);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
-    CK(lwl_conv_fwd(conv[14], a + 42041344u, w + 2184768u, a + 42565632u));
+    CK(conv_fwd(14, a + 42041344u, w + 2184768u, a + 42565632u));
     /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 42565632u, a + 43614208u, 32, 256, 64, groups, ACT_BLK(256),
-            w + 2774592u, w + 2774848u, run + 3968u, run + 4224u, 0, a + 40992768u);
+    bn_eval(a + 42565632u, a + 43614208u, nb, 256, 64, groups, ACT_BLK(256),
+            w + 2774592u, w + 2774848u, run + 3968u + g0 * 256, run + 4224u + g0 * 256, 0, a + 40992768u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[15], a + 43614208u, w + 2775104u, a + 44138496u));
-    bn_eval(a + 44138496u, a + 44400640u, 32, 512, 16, groups, ACT_BLK(512),
-            w + 3954752u, w + 3955264u, run + 4480u, run + 4992u, 1, NULL);
+    CK(conv_fwd(15, a + 43614208u, w + 2775104u, a + 44138496u));
+    bn_eval(a + 44138496u, a + 44400640u, nb, 512, 16, groups, ACT_BLK(512),
+            w + 3954752u, w + 3955264u, run + 4480u + g0 * 512, run + 4992u + g0 * 512, 1, NULL);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
-    CK(lwl_conv_fwd(conv[16], a + 44400640u, w + 3955776u, a + 44662784u));
-    bn_eval(a + 44662784u, a + 44924928u, 32, 512, 16, groups, ACT_BLK(512),
-            w + 6315072u, w + 6315584u, run + 5504u, run + 6016u, 0, NULL);
+    CK(conv_fwd(16, a + 44400640u, w + 3955776u, a + 44662784u));
+    bn_eval(a + 44662784u, a + 44924928u, nb, 512, 16, groups, ACT_BLK(512),
+            w + 6315072u, w + 6315584u, run + 5504u + g0 * 512, run + 6016u + g0 * 512, 0, NULL);
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[17], a + 43614208u, w + 6316096u, a + 45187072u));
+    CK(conv_fwd(17, a + 43614208u, w + 6316096u, a + 45187072u));
     /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 45187072u, a + 45711360u, 32, 512, 16, groups, ACT_BLK(512),
-            w + 6447168u, w + 6447680u, run + 6528u, run + 7040u, 0, a + 44924928u);
+    bn_eval(a + 45187072u, a + 45711360u, nb, 512, 16, groups, ACT_BLK(512),
+            w + 6447168u, w + 6447680u, run + 6528u + g0 * 512, run + 7040u + g0 * 512, 0, a + 44924928u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[18], a + 45711360u, w + 6448192u, a + 45973504u));
-    bn_eval(a + 45973504u, a + 46235648u, 32, 512, 16, groups, ACT_BLK(512),
-            w + 8807488u, w + 8808000u, run + 7552u, run + 8064u, 1, NULL);
+    CK(conv_fwd(18, a + 45711360u, w + 6448192u, a + 45973504u));
+    bn_eval(a + 45973504u, a + 46235648u, nb, 512, 16, groups, ACT_BLK(512),
+            w + 8807488u, w + 8808000u, run + 7552u + g0 * 512, run + 8064u + g0 * 512, 1, NULL);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
-    CK(lwl_conv_fwd(conv[19], a + 46235648u, w + 8808512u, a + 46497792u));
+    CK(conv_fwd(19, a + 46235648u, w + 8808512u, a + 46497792u));
     /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 46497792u, a + 47022080u, 32, 512, 16, groups, ACT_BLK(512),
-            w + 11167808u, w + 11168320u, run + 8576u, run + 9088u, 0, a + 45711360u);
+    bn_eval(a + 46497792u, a + 47022080u, nb, 512, 16, groups, ACT_BLK(512),
+            w + 11167808u, w + 11168320u, run + 8576u + g0 * 512, run + 9088u + g0 * 512, 0, a + 45711360u);
     return 0;
 }
 
@@ -499,177 +558,157 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     (void)pool;
 
     /* layer4.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 47022080u, 262144u);
+    relu_bwd_inplace(S0, a + 47022080u, (size_t)nb * 8192u);
     /* layer4.1.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn2 */
-    bn_train_bwd(a + 46497792u, S0, NULL, S1, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train_bwd(a + 46497792u, S0, NULL, S1, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 11167808u, st + 8576u, st + 9088u,
-                 GRADS + 11167808u, GRADS + 11168320u);
-    CK(lwl_conv_bwd_weights(conv[19], a + 46235648u, S1, WS));
-    add_into(GRADS + 8808512u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[19], S1, PARAMS + 8808512u, S2));
+                 GRADS + 11167808u, GRADS + 11168320u, PARAM_FLOATS);
+    CK(conv_bwd_weights(19, a + 46235648u, S1, GRADS + 8808512u, 2359296u));
+    CK(conv_bwd_data(19, S1, PARAMS + 8808512u, S2));
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
-    bn_train_bwd(a + 45973504u, S2, a + 46235648u, S2, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train_bwd(a + 45973504u, S2, a + 46235648u, S2, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 8807488u, st + 7552u, st + 8064u,
-                 GRADS + 8807488u, GRADS + 8808000u);
-    CK(lwl_conv_bwd_weights(conv[18], a + 45711360u, S2, WS));
-    add_into(GRADS + 6448192u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[18], S2, PARAMS + 6448192u, S1));
-    add_into(S1, S0, 262144u);
+                 GRADS + 8807488u, GRADS + 8808000u, PARAM_FLOATS);
+    CK(conv_bwd_weights(18, a + 45711360u, S2, GRADS + 6448192u, 2359296u));
+    CK(conv_bwd_data(18, S2, PARAMS + 6448192u, S1));
+    add_into(S1, S0, (size_t)nb * 8192u);
 
     /* layer4.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S1, a + 45711360u, 262144u);
+    relu_bwd_inplace(S1, a + 45711360u, (size_t)nb * 8192u);
     /* layer4.0.conv2: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.0.bn2 */
-    bn_train_bwd(a + 44662784u, S1, NULL, S2, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train_bwd(a + 44662784u, S1, NULL, S2, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 6315072u, st + 5504u, st + 6016u,
-                 GRADS + 6315072u, GRADS + 6315584u);
-    CK(lwl_conv_bwd_weights(conv[16], a + 44400640u, S2, WS));
-    add_into(GRADS + 3955776u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[16], S2, PARAMS + 3955776u, S3));
+                 GRADS + 6315072u, GRADS + 6315584u, PARAM_FLOATS);
+    CK(conv_bwd_weights(16, a + 44400640u, S2, GRADS + 3955776u, 2359296u));
+    CK(conv_bwd_data(16, S2, PARAMS + 3955776u, S3));
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
-    bn_train_bwd(a + 44138496u, S3, a + 44400640u, S3, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train_bwd(a + 44138496u, S3, a + 44400640u, S3, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 3954752u, st + 4480u, st + 4992u,
-                 GRADS + 3954752u, GRADS + 3955264u);
-    CK(lwl_conv_bwd_weights(conv[15], a + 43614208u, S3, WS));
-    add_into(GRADS + 2775104u, WS, 1179648u);
-    CK(lwl_conv_bwd_data(conv[15], S3, PARAMS + 2775104u, S2));
+                 GRADS + 3954752u, GRADS + 3955264u, PARAM_FLOATS);
+    CK(conv_bwd_weights(15, a + 43614208u, S3, GRADS + 2775104u, 1179648u));
+    CK(conv_bwd_data(15, S3, PARAMS + 2775104u, S2));
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
-    bn_train_bwd(a + 45187072u, S1, NULL, S3, 32, 512, 16, 1, ACT_BLK(512),
+    bn_train_bwd(a + 45187072u, S1, NULL, S3, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 6447168u, st + 6528u, st + 7040u,
-                 GRADS + 6447168u, GRADS + 6447680u);
-    CK(lwl_conv_bwd_weights(conv[17], a + 43614208u, S3, WS));
-    add_into(GRADS + 6316096u, WS, 131072u);
-    CK(lwl_conv_bwd_data(conv[17], S3, PARAMS + 6316096u, S0));
-    add_into(S2, S0, 524288u);
+                 GRADS + 6447168u, GRADS + 6447680u, PARAM_FLOATS);
+    CK(conv_bwd_weights(17, a + 43614208u, S3, GRADS + 6316096u, 131072u));
+    CK(conv_bwd_data(17, S3, PARAMS + 6316096u, S0));
+    add_into(S2, S0, (size_t)nb * 16384u);
 
     /* layer3.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 43614208u, 524288u);
+    relu_bwd_inplace(S2, a + 43614208u, (size_t)nb * 16384u);
     /* layer3.1.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn2 */
-    bn_train_bwd(a + 42565632u, S2, NULL, S3, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train_bwd(a + 42565632u, S2, NULL, S3, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 2774592u, st + 3968u, st + 4224u,
-                 GRADS + 2774592u, GRADS + 2774848u);
-    CK(lwl_conv_bwd_weights(conv[14], a + 42041344u, S3, WS));
-    add_into(GRADS + 2184768u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[14], S3, PARAMS + 2184768u, S0));
+                 GRADS + 2774592u, GRADS + 2774848u, PARAM_FLOATS);
+    CK(conv_bwd_weights(14, a + 42041344u, S3, GRADS + 2184768u, 589824u));
+    CK(conv_bwd_data(14, S3, PARAMS + 2184768u, S0));
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
-    bn_train_bwd(a + 41517056u, S0, a + 42041344u, S0, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train_bwd(a + 41517056u, S0, a + 42041344u, S0, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 2184256u, st + 3456u, st + 3712u,
-                 GRADS + 2184256u, GRADS + 2184512u);
-    CK(lwl_conv_bwd_weights(conv[13], a + 40992768u, S0, WS));
-    add_into(GRADS + 1594432u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[13], S0, PARAMS + 1594432u, S3));
-    add_into(S3, S2, 524288u);
+                 GRADS + 2184256u, GRADS + 2184512u, PARAM_FLOATS);
+    CK(conv_bwd_weights(13, a + 40992768u, S0, GRADS + 1594432u, 589824u));
+    CK(conv_bwd_data(13, S0, PARAMS + 1594432u, S3));
+    add_into(S3, S2, (size_t)nb * 16384u);
 
     /* layer3.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S3, a + 40992768u, 524288u);
+    relu_bwd_inplace(S3, a + 40992768u, (size_t)nb * 16384u);
     /* layer3.0.conv2: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.0.bn2 */
-    bn_train_bwd(a + 38895616u, S3, NULL, S0, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train_bwd(a + 38895616u, S3, NULL, S0, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 1560640u, st + 2432u, st + 2688u,
-                 GRADS + 1560640u, GRADS + 1560896u);
-    CK(lwl_conv_bwd_weights(conv[11], a + 38371328u, S0, WS));
-    add_into(GRADS + 970816u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[11], S0, PARAMS + 970816u, S1));
+                 GRADS + 1560640u, GRADS + 1560896u, PARAM_FLOATS);
+    CK(conv_bwd_weights(11, a + 38371328u, S0, GRADS + 970816u, 589824u));
+    CK(conv_bwd_data(11, S0, PARAMS + 970816u, S1));
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
-    bn_train_bwd(a + 37847040u, S1, a + 38371328u, S1, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train_bwd(a + 37847040u, S1, a + 38371328u, S1, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 970304u, st + 1920u, st + 2176u,
-                 GRADS + 970304u, GRADS + 970560u);
-    CK(lwl_conv_bwd_weights(conv[10], a + 36798464u, S1, WS));
-    add_into(GRADS + 675392u, WS, 294912u);
-    CK(lwl_conv_bwd_data(conv[10], S1, PARAMS + 675392u, S0));
+                 GRADS + 970304u, GRADS + 970560u, PARAM_FLOATS);
+    CK(conv_bwd_weights(10, a + 36798464u, S1, GRADS + 675392u, 294912u));
+    CK(conv_bwd_data(10, S1, PARAMS + 675392u, S0));
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
-    bn_train_bwd(a + 39944192u, S3, NULL, S1, 32, 256, 64, 1, ACT_BLK(256),
+    bn_train_bwd(a + 39944192u, S3, NULL, S1, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 1593920u, st + 2944u, st + 3200u,
-                 GRADS + 1593920u, GRADS + 1594176u);
-    CK(lwl_conv_bwd_weights(conv[12], a + 36798464u, S1, WS));
-    add_into(GRADS + 1561152u, WS, 32768u);
-    CK(lwl_conv_bwd_data(conv[12], S1, PARAMS + 1561152u, S2));
-    add_into(S0, S2, 1048576u);
+                 GRADS + 1593920u, GRADS + 1594176u, PARAM_FLOATS);
+    CK(conv_bwd_weights(12, a + 36798464u, S1, GRADS + 1561152u, 32768u));
+    CK(conv_bwd_data(12, S1, PARAMS + 1561152u, S2));
+    add_into(S0, S2, (size_t)nb * 32768u);
 
     /* layer2.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 36798464u, 1048576u);
+    relu_bwd_inplace(S0, a + 36798464u, (size_t)nb * 32768u);
     /* layer2.1.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn2 */
-    bn_train_bwd(a + 34701312u, S0, NULL, S1, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train_bwd(a + 34701312u, S0, NULL, S1, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 675136u, st + 1664u, st + 1792u,
-                 GRADS + 675136u, GRADS + 675264u);
-    CK(lwl_conv_bwd_weights(conv[9], a + 33652736u, S1, WS));
-    add_into(GRADS + 527680u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[9], S1, PARAMS + 527680u, S2));
+                 GRADS + 675136u, GRADS + 675264u, PARAM_FLOATS);
+    CK(conv_bwd_weights(9, a + 33652736u, S1, GRADS + 527680u, 147456u));
+    CK(conv_bwd_data(9, S1, PARAMS + 527680u, S2));
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
-    bn_train_bwd(a + 32604160u, S2, a + 33652736u, S2, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train_bwd(a + 32604160u, S2, a + 33652736u, S2, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 527424u, st + 1408u, st + 1536u,
-                 GRADS + 527424u, GRADS + 527552u);
-    CK(lwl_conv_bwd_weights(conv[8], a + 31555584u, S2, WS));
-    add_into(GRADS + 379968u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[8], S2, PARAMS + 379968u, S1));
-    add_into(S1, S0, 1048576u);
+                 GRADS + 527424u, GRADS + 527552u, PARAM_FLOATS);
+    CK(conv_bwd_weights(8, a + 31555584u, S2, GRADS + 379968u, 147456u));
+    CK(conv_bwd_data(8, S2, PARAMS + 379968u, S1));
+    add_into(S1, S0, (size_t)nb * 32768u);
 
     /* layer2.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S1, a + 31555584u, 1048576u);
+    relu_bwd_inplace(S1, a + 31555584u, (size_t)nb * 32768u);
     /* layer2.0.conv2: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.0.bn2 */
-    bn_train_bwd(a + 27361280u, S1, NULL, S2, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train_bwd(a + 27361280u, S1, NULL, S2, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 371264u, st + 896u, st + 1024u,
-                 GRADS + 371264u, GRADS + 371392u);
-    CK(lwl_conv_bwd_weights(conv[6], a + 26312704u, S2, WS));
-    add_into(GRADS + 223808u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[6], S2, PARAMS + 223808u, S3));
+                 GRADS + 371264u, GRADS + 371392u, PARAM_FLOATS);
+    CK(conv_bwd_weights(6, a + 26312704u, S2, GRADS + 223808u, 147456u));
+    CK(conv_bwd_data(6, S2, PARAMS + 223808u, S3));
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
-    bn_train_bwd(a + 25264128u, S3, a + 26312704u, S3, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train_bwd(a + 25264128u, S3, a + 26312704u, S3, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 223552u, st + 640u, st + 768u,
-                 GRADS + 223552u, GRADS + 223680u);
-    CK(lwl_conv_bwd_weights(conv[5], a + 23166976u, S3, WS));
-    add_into(GRADS + 149824u, WS, 73728u);
-    CK(lwl_conv_bwd_data(conv[5], S3, PARAMS + 149824u, S2));
+                 GRADS + 223552u, GRADS + 223680u, PARAM_FLOATS);
+    CK(conv_bwd_weights(5, a + 23166976u, S3, GRADS + 149824u, 73728u));
+    CK(conv_bwd_data(5, S3, PARAMS + 149824u, S2));
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
-    bn_train_bwd(a + 29458432u, S1, NULL, S3, 32, 128, 256, 1, ACT_BLK(128),
+    bn_train_bwd(a + 29458432u, S1, NULL, S3, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 379712u, st + 1152u, st + 1280u,
-                 GRADS + 379712u, GRADS + 379840u);
-    CK(lwl_conv_bwd_weights(conv[7], a + 23166976u, S3, WS));
-    add_into(GRADS + 371520u, WS, 8192u);
-    CK(lwl_conv_bwd_data(conv[7], S3, PARAMS + 371520u, S0));
-    add_into(S2, S0, 2097152u);
+                 GRADS + 379712u, GRADS + 379840u, PARAM_FLOATS);
+    CK(conv_bwd_weights(7, a + 23166976u, S3, GRADS + 371520u, 8192u));
+    CK(conv_bwd_data(7, S3, PARAMS + 371520u, S0));
+    add_into(S2, S0, (size_t)nb * 65536u);
 
     /* layer1.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 23166976u, 2097152u);
+    relu_bwd_inplace(S2, a + 23166976u, (size_t)nb * 65536u);
     /* layer1.1.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn2 */
-    bn_train_bwd(a + 18972672u, S2, NULL, S3, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train_bwd(a + 18972672u, S2, NULL, S3, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 149696u, st + 512u, st + 576u,
-                 GRADS + 149696u, GRADS + 149760u);
-    CK(lwl_conv_bwd_weights(conv[4], a + 16875520u, S3, WS));
-    add_into(GRADS + 112832u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[4], S3, PARAMS + 112832u, S0));
+                 GRADS + 149696u, GRADS + 149760u, PARAM_FLOATS);
+    CK(conv_bwd_weights(4, a + 16875520u, S3, GRADS + 112832u, 36864u));
+    CK(conv_bwd_data(4, S3, PARAMS + 112832u, S0));
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
-    bn_train_bwd(a + 14778368u, S0, a + 16875520u, S0, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train_bwd(a + 14778368u, S0, a + 16875520u, S0, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 112704u, st + 384u, st + 448u,
-                 GRADS + 112704u, GRADS + 112768u);
-    CK(lwl_conv_bwd_weights(conv[3], a + 12681216u, S0, WS));
-    add_into(GRADS + 75840u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[3], S0, PARAMS + 75840u, S3));
-    add_into(S3, S2, 2097152u);
+                 GRADS + 112704u, GRADS + 112768u, PARAM_FLOATS);
+    CK(conv_bwd_weights(3, a + 12681216u, S0, GRADS + 75840u, 36864u));
+    CK(conv_bwd_data(3, S0, PARAMS + 75840u, S3));
+    add_into(S3, S2, (size_t)nb * 65536u);
 
     /* layer1.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S3, a + 12681216u, 2097152u);
+    relu_bwd_inplace(S3, a + 12681216u, (size_t)nb * 65536u);
     /* layer1.0.conv2: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn2 */
-    bn_train_bwd(a + 8486912u, S3, NULL, S0, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train_bwd(a + 8486912u, S3, NULL, S0, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 75712u, st + 256u, st + 320u,
-                 GRADS + 75712u, GRADS + 75776u);
-    CK(lwl_conv_bwd_weights(conv[2], a + 6389760u, S0, WS));
-    add_into(GRADS + 38848u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[2], S0, PARAMS + 38848u, S1));
+                 GRADS + 75712u, GRADS + 75776u, PARAM_FLOATS);
+    CK(conv_bwd_weights(2, a + 6389760u, S0, GRADS + 38848u, 36864u));
+    CK(conv_bwd_data(2, S0, PARAMS + 38848u, S1));
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
-    bn_train_bwd(a + 4292608u, S1, a + 6389760u, S1, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train_bwd(a + 4292608u, S1, a + 6389760u, S1, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 38720u, st + 128u, st + 192u,
-                 GRADS + 38720u, GRADS + 38784u);
-    CK(lwl_conv_bwd_weights(conv[1], a + 2195456u, S1, WS));
-    add_into(GRADS + 1856u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[1], S1, PARAMS + 1856u, S0));
-    add_into(S0, S3, 2097152u);
+                 GRADS + 38720u, GRADS + 38784u, PARAM_FLOATS);
+    CK(conv_bwd_weights(1, a + 2195456u, S1, GRADS + 1856u, 36864u));
+    CK(conv_bwd_data(1, S1, PARAMS + 1856u, S0));
+    add_into(S0, S3, (size_t)nb * 65536u);
 
     /* stem */
     /* conv1: 3x32x32 -> 64x32x32, 3x3 stride 1; bn1 + ReLU */
-    bn_train_bwd(a + 98304u, S0, a + 2195456u, S1, 32, 64, 1024, 1, ACT_BLK(64),
+    bn_train_bwd(a + 98304u, S0, a + 2195456u, S1, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 1728u, st + 0u, st + 64u,
-                 GRADS + 1728u, GRADS + 1792u);
-    CK(lwl_conv_bwd_weights(conv[0], a + 0u, S1, WS));
-    add_into(GRADS + 0u, WS, 1728u);
+                 GRADS + 1728u, GRADS + 1792u, PARAM_FLOATS);
+    CK(conv_bwd_weights(0, a + 0u, S1, GRADS + 0u, 1728u));
     return 0;
 }
 
@@ -680,41 +719,41 @@ static int head_online(int v, const float *a)
     float *x = v ? H2_X : H1_X;
     float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;
     CK(lwl_act_to_plain(feat_layout, a + 47022080u, x));
-    head_rows(x, u, BATCH, CHANNELS, POSITIONS, 1);
+    head_rows(x, u, nb, CHANNELS, POSITIONS, 1);
     if (v == 0) {
-    CK(mlp_fwd(u, z, 544, 512, 512, 128, GROUPS, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11431488u, PARAMS + 11432000u,
-               BUFS + 9600u, BUFS + 10112u,
+    CK(mlp_fwd(u, z, nb * 17, 512, 512, 128, ng, nc, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11431488u, PARAMS + 11432000u,
+               BUFS + 9600u + g0 * 512, BUFS + 10112u + g0 * 512,
                &(mlp_save){ H1_PROJ_H1, H1_PROJ_H2, H1_PROJ_MEAN, H1_PROJ_INVSTD }, 1, 1));
     } else {
-    CK(mlp_fwd(u, z, 544, 512, 512, 128, GROUPS, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11431488u, PARAMS + 11432000u,
-               BUFS + 9600u, BUFS + 10112u,
+    CK(mlp_fwd(u, z, nb * 17, 512, 512, 128, ng, nc, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11431488u, PARAMS + 11432000u,
+               BUFS + 9600u + g0 * 512, BUFS + 10112u + g0 * 512,
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD }, 1, 1));
     }
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy(zg + (size_t)b * DIM, z + (size_t)b * 17 * DIM, sizeof(float) * DIM);
     float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;
-    head_maps(z, am, BATCH, DIM, POSITIONS);
-    CK(head_align(x, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+    head_maps(z, am, nb, DIM, POSITIONS);
+    CK(head_align(x, am, o, nb, CHANNELS, POSITIONS, DIM, HEADS));
     if (v == 0) {
-    CK(mlp_fwd(H1_ZG, H1_QG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892288u, PARAMS + 11892800u,
-               BUFS + 11648u, BUFS + 12160u,
+    CK(mlp_fwd(H1_ZG, H1_QG, nb * 1, 128, 512, 128, ng, nc, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892288u, PARAMS + 11892800u,
+               BUFS + 11648u + g0 * 512, BUFS + 12160u + g0 * 512,
                &(mlp_save){ H1_PRED_H1, H1_PRED_H2, H1_PRED_MEAN, H1_PRED_INVSTD }, 1, 1));
-    CK(mlp_fwd(H1_O, H1_ZO, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760192u, PARAMS + 11760704u,
-               BUFS + 10624u, BUFS + 11136u,
+    CK(mlp_fwd(H1_O, H1_ZO, nb * 32, 512, 512, 128, ng, nc, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760192u, PARAMS + 11760704u,
+               BUFS + 10624u + g0 * 512, BUFS + 11136u + g0 * 512,
                &(mlp_save){ H1_PROJ_OBJ_H1, H1_PROJ_OBJ_H2, H1_PROJ_OBJ_MEAN, H1_PROJ_OBJ_INVSTD }, 1, 1));
-    CK(mlp_fwd(H1_ZO, H1_QO, 1024, 128, 512, 128, GROUPS, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024384u, PARAMS + 12024896u,
-               BUFS + 12672u, BUFS + 13184u,
+    CK(mlp_fwd(H1_ZO, H1_QO, nb * 32, 128, 512, 128, ng, nc, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024384u, PARAMS + 12024896u,
+               BUFS + 12672u + g0 * 512, BUFS + 13184u + g0 * 512,
                &(mlp_save){ H1_PRED_OBJ_H1, H1_PRED_OBJ_H2, H1_PRED_OBJ_MEAN, H1_PRED_OBJ_INVSTD }, 1, 1));
     }
     else {
-    CK(mlp_fwd(H2_ZG, H2_QG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892288u, PARAMS + 11892800u,
-               BUFS + 11648u, BUFS + 12160u,
+    CK(mlp_fwd(H2_ZG, H2_QG, nb * 1, 128, 512, 128, ng, nc, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892288u, PARAMS + 11892800u,
+               BUFS + 11648u + g0 * 512, BUFS + 12160u + g0 * 512,
                &(mlp_save){ H2_PRED_H1, H2_PRED_H2, H2_PRED_MEAN, H2_PRED_INVSTD }, 1, 1));
-    CK(mlp_fwd(H2_O, H2_ZO, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760192u, PARAMS + 11760704u,
-               BUFS + 10624u, BUFS + 11136u,
+    CK(mlp_fwd(H2_O, H2_ZO, nb * 32, 512, 512, 128, ng, nc, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760192u, PARAMS + 11760704u,
+               BUFS + 10624u + g0 * 512, BUFS + 11136u + g0 * 512,
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD }, 1, 1));
-    CK(mlp_fwd(H2_ZO, H2_QO, 1024, 128, 512, 128, GROUPS, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024384u, PARAMS + 12024896u,
-               BUFS + 12672u, BUFS + 13184u,
+    CK(mlp_fwd(H2_ZO, H2_QO, nb * 32, 128, 512, 128, ng, nc, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024384u, PARAMS + 12024896u,
+               BUFS + 12672u + g0 * 512, BUFS + 13184u + g0 * 512,
                &(mlp_save){ H2_PRED_OBJ_H1, H2_PRED_OBJ_H2, H2_PRED_OBJ_MEAN, H2_PRED_OBJ_INVSTD }, 1, 1));
     }
     return 0;
@@ -725,16 +764,16 @@ static int head_online(int v, const float *a)
 static int head_target(int v, const float *a)
 {
     CK(lwl_act_to_plain(feat_layout, a + 47022080u, TH_X));
-    head_rows(TH_X, TH_U, BATCH, CHANNELS, POSITIONS, 1);
-    CK(mlp_fwd(TH_U, TH_Z, 544, 512, 512, 128, GROUPS, TARGET + 11168832u, TARGET + 11430976u, TARGET + 11431488u, TARGET + 11432000u,
-               TBUFS + 9600u, TBUFS + 10112u,
+    head_rows(TH_X, TH_U, nb, CHANNELS, POSITIONS, 1);
+    CK(mlp_fwd(TH_U, TH_Z, nb * 17, 512, 512, 128, ng, nc, TARGET + 11168832u, TARGET + 11430976u, TARGET + 11431488u, TARGET + 11432000u,
+               TBUFS + 9600u + g0 * 512, TBUFS + 10112u + g0 * 512,
                &(mlp_save){ TH_PROJ_H1, TH_PROJ_H2, TH_PROJ_MEAN, TH_PROJ_INVSTD }, 0, 0));
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy((v ? T2_ZG : T1_ZG) + (size_t)b * DIM, TH_Z + (size_t)b * 17 * DIM, sizeof(float) * DIM);
-    head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);
-    CK(head_align(TH_X, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
-    CK(mlp_fwd(TH_O, (v ? T2_ZO : T1_ZO), 1024, 512, 512, 128, GROUPS, TARGET + 11497536u, TARGET + 11759680u, TARGET + 11760192u, TARGET + 11760704u,
-               TBUFS + 10624u, TBUFS + 11136u,
+    head_maps(TH_Z, TH_AM, nb, DIM, POSITIONS);
+    CK(head_align(TH_X, TH_AM, TH_O, nb, CHANNELS, POSITIONS, DIM, HEADS));
+    CK(mlp_fwd(TH_O, (v ? T2_ZO : T1_ZO), nb * 32, 512, 512, 128, ng, nc, TARGET + 11497536u, TARGET + 11759680u, TARGET + 11760192u, TARGET + 11760704u,
+               TBUFS + 10624u + g0 * 512, TBUFS + 11136u + g0 * 512,
                &(mlp_save){ TH_PROJ_OBJ_H1, TH_PROJ_OBJ_H2, TH_PROJ_OBJ_MEAN, TH_PROJ_OBJ_INVSTD }, 0, 0));
     return 0;
 }
@@ -742,56 +781,67 @@ static int head_target(int v, const float *a)
 /* Backward of the online head of view v into S0 = d(layer4 output). */
 static int head_bwd(int v)
 {
-    memset(D_X, 0, sizeof(float) * 262144u);
+    memset(D_X, 0, sizeof(float) * (size_t)nb * 8192u);
     if (v == 0) {
-    CK(mlp_bwd(H1_ZG, H1_DQG, D_ZG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
+    CK(mlp_bwd(H1_ZG, H1_DQG, D_ZG, nb * 1, 128, 512, 128, ng, nc, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
                &(mlp_save){ H1_PRED_H1, H1_PRED_H2, H1_PRED_MEAN, H1_PRED_INVSTD },
-               GRADS + 11826240u, GRADS + 11891776u, GRADS + 11892288u, GRADS + 11892800u, D_TMP));
-    CK(mlp_bwd(H1_ZO, H1_DQO, D_ZO, 1024, 128, 512, 128, GROUPS, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024896u,
+               GRADS + 11826240u, GRADS + 11891776u, GRADS + 11892288u, GRADS + 11892800u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H1_ZO, H1_DQO, D_ZO, nb * 32, 128, 512, 128, ng, nc, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024896u,
                &(mlp_save){ H1_PRED_OBJ_H1, H1_PRED_OBJ_H2, H1_PRED_OBJ_MEAN, H1_PRED_OBJ_INVSTD },
-               GRADS + 11958336u, GRADS + 12023872u, GRADS + 12024384u, GRADS + 12024896u, D_TMP));
-    CK(mlp_bwd(H1_O, D_ZO, D_O, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
+               GRADS + 11958336u, GRADS + 12023872u, GRADS + 12024384u, GRADS + 12024896u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H1_O, D_ZO, D_O, nb * 32, 512, 512, 128, ng, nc, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
                &(mlp_save){ H1_PROJ_OBJ_H1, H1_PROJ_OBJ_H2, H1_PROJ_OBJ_MEAN, H1_PROJ_OBJ_INVSTD },
-               GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, D_TMP));
-        CK(head_align_bwd(H1_X, H1_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+               GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, PARAM_FLOATS,
+               D_TMP));
+        CK(head_align_bwd(H1_X, H1_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     }
     else {
-    CK(mlp_bwd(H2_ZG, H2_DQG, D_ZG, 32, 128, 512, 128, GROUPS, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
+    CK(mlp_bwd(H2_ZG, H2_DQG, D_ZG, nb * 1, 128, 512, 128, ng, nc, PARAMS + 11826240u, PARAMS + 11891776u, PARAMS + 11892800u,
                &(mlp_save){ H2_PRED_H1, H2_PRED_H2, H2_PRED_MEAN, H2_PRED_INVSTD },
-               GRADS + 11826240u, GRADS + 11891776u, GRADS + 11892288u, GRADS + 11892800u, D_TMP));
-    CK(mlp_bwd(H2_ZO, H2_DQO, D_ZO, 1024, 128, 512, 128, GROUPS, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024896u,
+               GRADS + 11826240u, GRADS + 11891776u, GRADS + 11892288u, GRADS + 11892800u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H2_ZO, H2_DQO, D_ZO, nb * 32, 128, 512, 128, ng, nc, PARAMS + 11958336u, PARAMS + 12023872u, PARAMS + 12024896u,
                &(mlp_save){ H2_PRED_OBJ_H1, H2_PRED_OBJ_H2, H2_PRED_OBJ_MEAN, H2_PRED_OBJ_INVSTD },
-               GRADS + 11958336u, GRADS + 12023872u, GRADS + 12024384u, GRADS + 12024896u, D_TMP));
-    CK(mlp_bwd(H2_O, D_ZO, D_O, 1024, 512, 512, 128, GROUPS, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
+               GRADS + 11958336u, GRADS + 12023872u, GRADS + 12024384u, GRADS + 12024896u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H2_O, D_ZO, D_O, nb * 32, 512, 512, 128, ng, nc, PARAMS + 11497536u, PARAMS + 11759680u, PARAMS + 11760704u,
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD },
-               GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, D_TMP));
-        CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+               GRADS + 11497536u, GRADS + 11759680u, GRADS + 11760192u, GRADS + 11760704u, PARAM_FLOATS,
+               D_TMP));
+        CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     }
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy(D_Z + (size_t)b * 17 * DIM, D_ZG + (size_t)b * DIM, sizeof(float) * DIM);
-    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, BATCH, DIM, POSITIONS);
+    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, nb, DIM, POSITIONS);
     if (v == 0) {
-    CK(mlp_bwd(H1_U, D_Z, D_U, 544, 512, 512, 128, GROUPS, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11432000u,
+    CK(mlp_bwd(H1_U, D_Z, D_U, nb * 17, 512, 512, 128, ng, nc, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11432000u,
                &(mlp_save){ H1_PROJ_H1, H1_PROJ_H2, H1_PROJ_MEAN, H1_PROJ_INVSTD },
-               GRADS + 11168832u, GRADS + 11430976u, GRADS + 11431488u, GRADS + 11432000u, D_TMP));
+               GRADS + 11168832u, GRADS + 11430976u, GRADS + 11431488u, GRADS + 11432000u, PARAM_FLOATS,
+               D_TMP));
     } else {
-    CK(mlp_bwd(H2_U, D_Z, D_U, 544, 512, 512, 128, GROUPS, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11432000u,
+    CK(mlp_bwd(H2_U, D_Z, D_U, nb * 17, 512, 512, 128, ng, nc, PARAMS + 11168832u, PARAMS + 11430976u, PARAMS + 11432000u,
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD },
-               GRADS + 11168832u, GRADS + 11430976u, GRADS + 11431488u, GRADS + 11432000u, D_TMP));
+               GRADS + 11168832u, GRADS + 11430976u, GRADS + 11431488u, GRADS + 11432000u, PARAM_FLOATS,
+               D_TMP));
     }
-    head_rows_bwd(D_U, D_X, BATCH, CHANNELS, POSITIONS, 1);
+    head_rows_bwd(D_U, D_X, nb, CHANNELS, POSITIONS, 1);
     CK(lwl_act_from_plain(feat_layout, D_X, S0));
     return 0;
 }
 
-/* The loss of online view i against target view j: (1 - w) global + w local,
- * each a mean of 2 - 2 cos over its rows; the gradients of the predictions
+/* The loss of online view i against target view j over chunk k: (1 - w) global + w local,
+ * each a mean of 2 - 2 cos over the chunk's rows; the gradients of the predictions
  * accumulate (model.local_weight 0.5). */
-static double pair_loss(int i, int j)
+static double pair_loss(int i, int j, int k)
 {
-    double g = cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, BATCH, DIM, 0.5f);
-    double l = cos_loss(i ? H2_QO : H1_QO, j ? T2_ZO : T1_ZO, i ? H2_DQO : H1_DQO,
-                        BATCH * MAPS, DIM, 0.5f);
+    size_t g0 = (size_t)k * CHUNK * DIM;
+    size_t l0 = g0 * MAPS;
+    double g = cos_loss((i ? H2_QG : H1_QG) + g0, (j ? T2_ZG : T1_ZG) + g0,
+                        (i ? H2_DQG : H1_DQG) + g0, CHUNK, DIM, 0.5f);
+    double l = cos_loss((i ? H2_QO : H1_QO) + l0, (j ? T2_ZO : T1_ZO) + l0,
+                        (i ? H2_DQO : H1_DQO) + l0, CHUNK * MAPS, DIM, 0.5f);
     return g + l;
 }
 
@@ -821,20 +871,21 @@ static void ema_step(float m)
     ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);
 }
 
-/* One pre-training step on the two views (BATCH, 3, SIZE, SIZE) each:
+/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:
  * target forward, online forward, the symmetric loss, backward, the
- * optimiser at lr, then the target's average with momentum ema. */
+ * gradients averaged over the ranks, the optimiser at lr, then the target's
+ * average with momentum ema. *loss is the mean over the ranks. */
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,
              double *loss)
 {
     const float *views[2] = { view1, view2 };
-    size_t image = sizeof(float) * 98304u;
-    memset(GRADS, 0, sizeof(float) * PARAM_FLOATS);
+    size_t image = sizeof(float) * (size_t)nb * 3072u;
+    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);
 
     /* target: no gradient */
     for (int v = 0; v < 2; v++) {
         memcpy(TACT, views[v], image);
-        CK(backbone_eval(TARGET, TBUFS, TACT, GROUPS, pools[2]));
+        CK(backbone_eval(TARGET, TBUFS, TACT, ng, pools[2]));
         CK(head_target(v, TACT));
     }
 
@@ -847,11 +898,16 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     }
 
     /* the loss over both view orders, and d(predictions) */
-    memset(H1_DQG, 0, sizeof(float) * BATCH * DIM);
-    memset(H2_DQG, 0, sizeof(float) * BATCH * DIM);
-    memset(H1_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);
-    memset(H2_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);
-    *loss = pair_loss(0, 1) + pair_loss(1, 0);
+    memset(H1_DQG, 0, sizeof(float) * nb * DIM);
+    memset(H2_DQG, 0, sizeof(float) * nb * DIM);
+    memset(H1_DQO, 0, sizeof(float) * nb * MAPS * DIM);
+    memset(H2_DQO, 0, sizeof(float) * nb * MAPS * DIM);
+    *loss = 0;
+    for (int k = 0; k < nc; k++)
+        *loss += pair_loss(0, 1, k) + pair_loss(1, 0, k);
+    /* the mean over the chunks of every rank: every rank sees it, and stops together */
+    if (world > 1 && lwl_comm_sum_d(loss, 1))
+        return -1;
     if (!isfinite(*loss))
         return 1;
 
@@ -867,11 +923,12 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     return 0;
 }
 
-/* layer4's output (BATCH, CHANNELS, POSITIONS) of x (BATCH, 3, SIZE, SIZE): the
- * online backbone in eval mode with group 0's running statistics. */
+/* layer4's output (nb, CHANNELS, POSITIONS) of x (nb, 3, SIZE, SIZE): the
+ * online backbone in eval mode with group g0's running statistics (group 0's
+ * in one process and on rank 0, where evaluation runs). */
 const float *net_maps(const float *x)
 {
-    memcpy(TACT, x, sizeof(float) * 98304u);
+    memcpy(TACT, x, sizeof(float) * (size_t)nb * 3072u);
     if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)
         return NULL;
     if (lwl_act_to_plain(feat_layout, TACT + 47022080u, TH_X) != 0) {
@@ -881,13 +938,13 @@ const float *net_maps(const float *x)
     return TH_X;
 }
 
-/* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */
+/* Pooled layer4 features (nb, CHANNELS) of x: the mean of net_maps. */
 int net_features(const float *x, float *feat)
 {
     const float *f = net_maps(x);
     if (!f)
         return -1;
-    for (int i = 0; i < BATCH * CHANNELS; i++) {
+    for (int i = 0; i < nb * CHANNELS; i++) {
         double s = 0;
         for (int j = 0; j < POSITIONS; j++)
             s += f[(size_t)i * POSITIONS + j];

@@ -7,6 +7,8 @@
 
 #define BATCH 32          /* images per view and step (train.batch) */
 #define GROUPS 1          /* BN groups of BATCH / GROUPS images */
+#define GPUS 1            /* chunks of CHUNK images, one per GPU (train.gpus) */
+#define CHUNK (BATCH / GPUS)
 #define SIZE 32
 #define CHANNELS 512      /* layer4's channels */
 #define POSITIONS 16     /* layer4's 4 x 4 positions */
@@ -26,7 +28,7 @@
 
 /* Slots of the arena (floats from its start). */
 #define PARAMS (net_arena + 0u)   /* 12090432: online parameters, see net_params_info */
-#define GRADS (net_arena + 12090432u)   /* 12090432: their gradients */
+#define GRADS (net_arena + 12090432u)   /* 12090432: their gradients, per chunk (GPUS, PARAM_FLOATS); the step's in chunk 0 */
 #define MOMENTUM (net_arena + 24180864u)   /* 12090432: optimiser buffers (lr folded in) */
 #define TARGET (net_arena + 36271296u)   /* 11826240: target parameters: backbone, proj, proj_obj */
 #define BUFS (net_arena + 48097536u)   /* 13696: online BN running statistics, (groups, c) each */
@@ -126,7 +128,7 @@ extern float *net_arena;
 extern const lwl_tensor_info net_params_info[NPARAMS];
 extern const lwl_tensor_info net_bufs_info[NBUFS];
 
-int net_init(int threads);
+int net_init(int threads, int rank, int ranks);
 void net_free(void);
 int net_init_weights(uint64_t seed);
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,

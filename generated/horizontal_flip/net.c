@@ -30,6 +30,62 @@ static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C
 static int act_blk = 1;
 #define ACT_BLK(c) ((c) % act_blk ? 1 : act_blk)
 
+/* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one
+ * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks
+ * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0
+ * (model.norm batch: a group per chunk). Every batch-size-dependent call
+ * runs per chunk and every gradient accumulates per chunk, so one process computes
+ * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */
+static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;
+
+/* Floats of one image of each convolution's input and output. */
+static const size_t conv_in[53] = {
+    150528u, 200704u, 200704u, 200704u, 200704u, 802816u, 200704u, 200704u,
+    802816u, 200704u, 200704u, 802816u, 401408u, 100352u, 802816u, 401408u,
+    100352u, 100352u, 401408u, 100352u, 100352u, 401408u, 100352u, 100352u,
+    401408u, 200704u, 50176u, 401408u, 200704u, 50176u, 50176u, 200704u,
+    50176u, 50176u, 200704u, 50176u, 50176u, 200704u, 50176u, 50176u,
+    200704u, 50176u, 50176u, 200704u, 100352u, 25088u, 200704u, 100352u,
+    25088u, 25088u, 100352u, 25088u, 25088u
+};
+static const size_t conv_out[53] = {
+    802816u, 200704u, 200704u, 802816u, 802816u, 200704u, 200704u, 802816u,
+    200704u, 200704u, 802816u, 401408u, 100352u, 401408u, 401408u, 100352u,
+    100352u, 401408u, 100352u, 100352u, 401408u, 100352u, 100352u, 401408u,
+    200704u, 50176u, 200704u, 200704u, 50176u, 50176u, 200704u, 50176u,
+    50176u, 200704u, 50176u, 50176u, 200704u, 50176u, 50176u, 200704u,
+    50176u, 50176u, 200704u, 100352u, 25088u, 100352u, 100352u, 25088u,
+    25088u, 100352u, 25088u, 25088u, 100352u
+};
+
+/* Convolution i of x (nb images) into y, chunk by chunk. */
+static int conv_fwd(int i, const float *x, const float *w, float *y)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_fwd(conv[i], x + k * xs, w, y + k * ys));
+    return 0;
+}
+
+static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_bwd_data(conv[i], dy + k * ys, w, dx + k * xs));
+    return 0;
+}
+
+/* The weight gradient of each chunk, added to that chunk's gradient g (+ k PARAM_FLOATS). */
+static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)
+{
+    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
+    for (int k = 0; k < nc; k++) {
+        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));
+        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);
+    }
+    return 0;
+}
+
 const lwl_tensor_info net_params_info[175] = {
     { "conv1.weight", 0, 9408, 4, { 64, 3, 7, 7 }, 1, 3136 },
     { "bn1.weight", 9408, 64, 1, { 64 }, 0, 0 },
@@ -325,8 +381,19 @@ const lwl_tensor_info net_bufs_info[114] = {
     { "predictor_obj.1.running_var", 163584, 4096, 1, { 4096 }, 0, 0 },
 };
 
-int net_init(int threads)
+/* The network's memory and primitives for rank `rank` of `ranks` (0 of 1 in one
+ * process); 0, or -1 with a message. */
+int net_init(int threads, int rank, int ranks)
 {
+    if (ranks < 1 || GPUS % ranks != 0 || rank < 0 || rank >= ranks) {
+        fprintf(stderr, "net: train.gpus (%d) is not divisible by the %d ranks\n", GPUS, ranks);
+        return -1;
+    }
+    world = ranks;
+    nc = GPUS / ranks;
+    nb = nc * CHUNK;
+    ng = nc;
+    g0 = rank * nc;
     CK(lwl_nn_threads(threads));
     /* every slot is written before it is read: no need to clear (or touch) it */
     net_arena = aligned_alloc(64, sizeof(float) * ARENA_FLOATS);
@@ -334,65 +401,65 @@ int net_init(int threads)
         fprintf(stderr, "net: cannot allocate %.1f MiB\n", ARENA_FLOATS * 4.0 / (1 << 20));
         return -1;
     }
-    /* BN reductions: (images + groups, channels, 2) doubles of the widest BN */
+    /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */
     CK(cpu_ops_init(6400, GROUPS, 4096));
     CK((act_blk = lwl_nn_act_block()) < 0);
-    CK(!(conv[0] = lwl_conv_new_act(128, 3, 224, 224, 64, 7, 7, 2, 3)));  /* conv1 */
-    CK(!(conv[1] = lwl_conv_new_act(128, 64, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.0.conv1 */
-    CK(!(conv[2] = lwl_conv_new_act(128, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
-    CK(!(conv[3] = lwl_conv_new_act(128, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.conv3 */
-    CK(!(conv[4] = lwl_conv_new_act(128, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.downsample.0 */
-    CK(!(conv[5] = lwl_conv_new_act(128, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.1.conv1 */
-    CK(!(conv[6] = lwl_conv_new_act(128, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
-    CK(!(conv[7] = lwl_conv_new_act(128, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.1.conv3 */
-    CK(!(conv[8] = lwl_conv_new_act(128, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.2.conv1 */
-    CK(!(conv[9] = lwl_conv_new_act(128, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.2.conv2 */
-    CK(!(conv[10] = lwl_conv_new_act(128, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.2.conv3 */
-    CK(!(conv[11] = lwl_conv_new_act(128, 256, 56, 56, 128, 1, 1, 1, 0)));  /* layer2.0.conv1 */
-    CK(!(conv[12] = lwl_conv_new_act(128, 128, 56, 56, 128, 3, 3, 2, 1)));  /* layer2.0.conv2 */
-    CK(!(conv[13] = lwl_conv_new_act(128, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.0.conv3 */
-    CK(!(conv[14] = lwl_conv_new_act(128, 256, 56, 56, 512, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
-    CK(!(conv[15] = lwl_conv_new_act(128, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.1.conv1 */
-    CK(!(conv[16] = lwl_conv_new_act(128, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
-    CK(!(conv[17] = lwl_conv_new_act(128, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.1.conv3 */
-    CK(!(conv[18] = lwl_conv_new_act(128, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.2.conv1 */
-    CK(!(conv[19] = lwl_conv_new_act(128, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.2.conv2 */
-    CK(!(conv[20] = lwl_conv_new_act(128, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.2.conv3 */
-    CK(!(conv[21] = lwl_conv_new_act(128, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.3.conv1 */
-    CK(!(conv[22] = lwl_conv_new_act(128, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.3.conv2 */
-    CK(!(conv[23] = lwl_conv_new_act(128, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.3.conv3 */
-    CK(!(conv[24] = lwl_conv_new_act(128, 512, 28, 28, 256, 1, 1, 1, 0)));  /* layer3.0.conv1 */
-    CK(!(conv[25] = lwl_conv_new_act(128, 256, 28, 28, 256, 3, 3, 2, 1)));  /* layer3.0.conv2 */
-    CK(!(conv[26] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.0.conv3 */
-    CK(!(conv[27] = lwl_conv_new_act(128, 512, 28, 28, 1024, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
-    CK(!(conv[28] = lwl_conv_new_act(128, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.1.conv1 */
-    CK(!(conv[29] = lwl_conv_new_act(128, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
-    CK(!(conv[30] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.1.conv3 */
-    CK(!(conv[31] = lwl_conv_new_act(128, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.2.conv1 */
-    CK(!(conv[32] = lwl_conv_new_act(128, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.2.conv2 */
-    CK(!(conv[33] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.2.conv3 */
-    CK(!(conv[34] = lwl_conv_new_act(128, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.3.conv1 */
-    CK(!(conv[35] = lwl_conv_new_act(128, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.3.conv2 */
-    CK(!(conv[36] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.3.conv3 */
-    CK(!(conv[37] = lwl_conv_new_act(128, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.4.conv1 */
-    CK(!(conv[38] = lwl_conv_new_act(128, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.4.conv2 */
-    CK(!(conv[39] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.4.conv3 */
-    CK(!(conv[40] = lwl_conv_new_act(128, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.5.conv1 */
-    CK(!(conv[41] = lwl_conv_new_act(128, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.5.conv2 */
-    CK(!(conv[42] = lwl_conv_new_act(128, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.5.conv3 */
-    CK(!(conv[43] = lwl_conv_new_act(128, 1024, 14, 14, 512, 1, 1, 1, 0)));  /* layer4.0.conv1 */
-    CK(!(conv[44] = lwl_conv_new_act(128, 512, 14, 14, 512, 3, 3, 2, 1)));  /* layer4.0.conv2 */
-    CK(!(conv[45] = lwl_conv_new_act(128, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.0.conv3 */
-    CK(!(conv[46] = lwl_conv_new_act(128, 1024, 14, 14, 2048, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
-    CK(!(conv[47] = lwl_conv_new_act(128, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.1.conv1 */
-    CK(!(conv[48] = lwl_conv_new_act(128, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
-    CK(!(conv[49] = lwl_conv_new_act(128, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.1.conv3 */
-    CK(!(conv[50] = lwl_conv_new_act(128, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.2.conv1 */
-    CK(!(conv[51] = lwl_conv_new_act(128, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.2.conv2 */
-    CK(!(conv[52] = lwl_conv_new_act(128, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.2.conv3 */
+    CK(!(conv[0] = lwl_conv_new_act(CHUNK, 3, 224, 224, 64, 7, 7, 2, 3)));  /* conv1 */
+    CK(!(conv[1] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.0.conv1 */
+    CK(!(conv[2] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
+    CK(!(conv[3] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.conv3 */
+    CK(!(conv[4] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.downsample.0 */
+    CK(!(conv[5] = lwl_conv_new_act(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.1.conv1 */
+    CK(!(conv[6] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
+    CK(!(conv[7] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.1.conv3 */
+    CK(!(conv[8] = lwl_conv_new_act(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.2.conv1 */
+    CK(!(conv[9] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.2.conv2 */
+    CK(!(conv[10] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.2.conv3 */
+    CK(!(conv[11] = lwl_conv_new_act(CHUNK, 256, 56, 56, 128, 1, 1, 1, 0)));  /* layer2.0.conv1 */
+    CK(!(conv[12] = lwl_conv_new_act(CHUNK, 128, 56, 56, 128, 3, 3, 2, 1)));  /* layer2.0.conv2 */
+    CK(!(conv[13] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.0.conv3 */
+    CK(!(conv[14] = lwl_conv_new_act(CHUNK, 256, 56, 56, 512, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
+    CK(!(conv[15] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.1.conv1 */
+    CK(!(conv[16] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
+    CK(!(conv[17] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.1.conv3 */
+    CK(!(conv[18] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.2.conv1 */
+    CK(!(conv[19] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.2.conv2 */
+    CK(!(conv[20] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.2.conv3 */
+    CK(!(conv[21] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.3.conv1 */
+    CK(!(conv[22] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.3.conv2 */
+    CK(!(conv[23] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.3.conv3 */
+    CK(!(conv[24] = lwl_conv_new_act(CHUNK, 512, 28, 28, 256, 1, 1, 1, 0)));  /* layer3.0.conv1 */
+    CK(!(conv[25] = lwl_conv_new_act(CHUNK, 256, 28, 28, 256, 3, 3, 2, 1)));  /* layer3.0.conv2 */
+    CK(!(conv[26] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.0.conv3 */
+    CK(!(conv[27] = lwl_conv_new_act(CHUNK, 512, 28, 28, 1024, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
+    CK(!(conv[28] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.1.conv1 */
+    CK(!(conv[29] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
+    CK(!(conv[30] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.1.conv3 */
+    CK(!(conv[31] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.2.conv1 */
+    CK(!(conv[32] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.2.conv2 */
+    CK(!(conv[33] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.2.conv3 */
+    CK(!(conv[34] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.3.conv1 */
+    CK(!(conv[35] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.3.conv2 */
+    CK(!(conv[36] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.3.conv3 */
+    CK(!(conv[37] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.4.conv1 */
+    CK(!(conv[38] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.4.conv2 */
+    CK(!(conv[39] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.4.conv3 */
+    CK(!(conv[40] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.5.conv1 */
+    CK(!(conv[41] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.5.conv2 */
+    CK(!(conv[42] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.5.conv3 */
+    CK(!(conv[43] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 512, 1, 1, 1, 0)));  /* layer4.0.conv1 */
+    CK(!(conv[44] = lwl_conv_new_act(CHUNK, 512, 14, 14, 512, 3, 3, 2, 1)));  /* layer4.0.conv2 */
+    CK(!(conv[45] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.0.conv3 */
+    CK(!(conv[46] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 2048, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
+    CK(!(conv[47] = lwl_conv_new_act(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.1.conv1 */
+    CK(!(conv[48] = lwl_conv_new_act(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
+    CK(!(conv[49] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.1.conv3 */
+    CK(!(conv[50] = lwl_conv_new_act(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.2.conv1 */
+    CK(!(conv[51] = lwl_conv_new_act(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.2.conv2 */
+    CK(!(conv[52] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.2.conv3 */
     for (int i = 0; i < 3; i++)
-        CK(!(pools[i] = lwl_maxpool_new_act(128, 64, 112, 112, 3, 2, 1)));
-    CK(!(feat_layout = lwl_act_reorder_new(BATCH, CHANNELS, 7, 7)));
+        CK(!(pools[i] = lwl_maxpool_new_act(nb, 64, 112, 112, 3, 2, 1)));
+    CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, 7, 7)));
     return 0;
 }
 
@@ -454,320 +521,320 @@ int net_init_weights(uint64_t seed)
 static int backbone_train(const float *w, float *run, float *a, float *st, lwl_pool *pool)
 {
     /* conv1: 3x224x224 -> 64x112x112, 7x7 stride 2; bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 19267584u));
-    bn_train(a + 19267584u, a + 122028032u, 128, 64, 12544, 2, ACT_BLK(64),
+    CK(conv_fwd(0, a + 0u, w + 0u, a + 19267584u));
+    bn_train(a + 19267584u, a + 122028032u, nb, 64, 12544, ng, nc, ACT_BLK(64),
              w + 9408u, w + 9472u, st + 0u, st + 128u,
-             run + 0u, run + 128u, 1, NULL);
+             run + 0u + g0 * 64, run + 128u + g0 * 64, 1, NULL);
     /* maxpool: 3x3 stride 2 pad 1 */
     CK(lwl_maxpool_fwd(pool, a + 122028032u, a + 224788480u));
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x56x56 -> 64x56x56, 1x1 stride 1; layer1.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[1], a + 224788480u, w + 9536u, a + 250478592u));
-    bn_train(a + 250478592u, a + 276168704u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(1, a + 224788480u, w + 9536u, a + 250478592u));
+    bn_train(a + 250478592u, a + 276168704u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 13632u, w + 13696u, st + 256u, st + 384u,
-             run + 256u, run + 384u, 1, NULL);
+             run + 256u + g0 * 64, run + 384u + g0 * 64, 1, NULL);
     /* layer1.0.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[2], a + 276168704u, w + 13760u, a + 301858816u));
-    bn_train(a + 301858816u, a + 327548928u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(2, a + 276168704u, w + 13760u, a + 301858816u));
+    bn_train(a + 301858816u, a + 327548928u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 50624u, w + 50688u, st + 512u, st + 640u,
-             run + 512u, run + 640u, 1, NULL);
+             run + 512u + g0 * 64, run + 640u + g0 * 64, 1, NULL);
     /* layer1.0.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.bn3 */
-    CK(lwl_conv_fwd(conv[3], a + 327548928u, w + 50752u, a + 353239040u));
-    bn_train(a + 353239040u, a + 455999488u, 128, 256, 3136, 2, ACT_BLK(256),
+    CK(conv_fwd(3, a + 327548928u, w + 50752u, a + 353239040u));
+    bn_train(a + 353239040u, a + 455999488u, nb, 256, 3136, ng, nc, ACT_BLK(256),
              w + 67136u, w + 67392u, st + 768u, st + 1280u,
-             run + 768u, run + 1280u, 0, NULL);
+             run + 768u + g0 * 256, run + 1280u + g0 * 256, 0, NULL);
     /* layer1.0.downsample.0: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[4], a + 224788480u, w + 67648u, a + 558759936u));
+    CK(conv_fwd(4, a + 224788480u, w + 67648u, a + 558759936u));
     /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 558759936u, a + 764280832u, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train(a + 558759936u, a + 764280832u, nb, 256, 3136, ng, nc, ACT_BLK(256),
              w + 84032u, w + 84288u, st + 1792u, st + 2304u,
-             run + 1792u, run + 2304u, 0, a + 455999488u);
+             run + 1792u + g0 * 256, run + 2304u + g0 * 256, 0, a + 455999488u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[5], a + 764280832u, w + 84544u, a + 867041280u));
-    bn_train(a + 867041280u, a + 892731392u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(5, a + 764280832u, w + 84544u, a + 867041280u));
+    bn_train(a + 867041280u, a + 892731392u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 100928u, w + 100992u, st + 2816u, st + 2944u,
-             run + 2816u, run + 2944u, 1, NULL);
+             run + 2816u + g0 * 64, run + 2944u + g0 * 64, 1, NULL);
     /* layer1.1.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[6], a + 892731392u, w + 101056u, a + 918421504u));
-    bn_train(a + 918421504u, a + 944111616u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(6, a + 892731392u, w + 101056u, a + 918421504u));
+    bn_train(a + 918421504u, a + 944111616u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 137920u, w + 137984u, st + 3072u, st + 3200u,
-             run + 3072u, run + 3200u, 1, NULL);
+             run + 3072u + g0 * 64, run + 3200u + g0 * 64, 1, NULL);
     /* layer1.1.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.1.bn3 */
-    CK(lwl_conv_fwd(conv[7], a + 944111616u, w + 138048u, a + 969801728u));
+    CK(conv_fwd(7, a + 944111616u, w + 138048u, a + 969801728u));
     /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 969801728u, a + 1175322624u, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train(a + 969801728u, a + 1175322624u, nb, 256, 3136, ng, nc, ACT_BLK(256),
              w + 154432u, w + 154688u, st + 3328u, st + 3840u,
-             run + 3328u, run + 3840u, 0, a + 764280832u);
+             run + 3328u + g0 * 256, run + 3840u + g0 * 256, 0, a + 764280832u);
 
     /* layer1.2 */
     /* layer1.2.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[8], a + 1175322624u, w + 154944u, a + 1278083072u));
-    bn_train(a + 1278083072u, a + 1303773184u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(8, a + 1175322624u, w + 154944u, a + 1278083072u));
+    bn_train(a + 1278083072u, a + 1303773184u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 171328u, w + 171392u, st + 4352u, st + 4480u,
-             run + 4352u, run + 4480u, 1, NULL);
+             run + 4352u + g0 * 64, run + 4480u + g0 * 64, 1, NULL);
     /* layer1.2.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[9], a + 1303773184u, w + 171456u, a + 1329463296u));
-    bn_train(a + 1329463296u, a + 1355153408u, 128, 64, 3136, 2, ACT_BLK(64),
+    CK(conv_fwd(9, a + 1303773184u, w + 171456u, a + 1329463296u));
+    bn_train(a + 1329463296u, a + 1355153408u, nb, 64, 3136, ng, nc, ACT_BLK(64),
              w + 208320u, w + 208384u, st + 4608u, st + 4736u,
-             run + 4608u, run + 4736u, 1, NULL);
+             run + 4608u + g0 * 64, run + 4736u + g0 * 64, 1, NULL);
     /* layer1.2.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.2.bn3 */
-    CK(lwl_conv_fwd(conv[10], a + 1355153408u, w + 208448u, a + 1380843520u));
+    CK(conv_fwd(10, a + 1355153408u, w + 208448u, a + 1380843520u));
     /* layer1.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 1380843520u, a + 1586364416u, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train(a + 1380843520u, a + 1586364416u, nb, 256, 3136, ng, nc, ACT_BLK(256),
              w + 224832u, w + 225088u, st + 4864u, st + 5376u,
-             run + 4864u, run + 5376u, 0, a + 1175322624u);
+             run + 4864u + g0 * 256, run + 5376u + g0 * 256, 0, a + 1175322624u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 256x56x56 -> 128x56x56, 1x1 stride 1; layer2.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[11], a + 1586364416u, w + 225344u, a + 1689124864u));
-    bn_train(a + 1689124864u, a + 1740505088u, 128, 128, 3136, 2, ACT_BLK(128),
+    CK(conv_fwd(11, a + 1586364416u, w + 225344u, a + 1689124864u));
+    bn_train(a + 1689124864u, a + 1740505088u, nb, 128, 3136, ng, nc, ACT_BLK(128),
              w + 258112u, w + 258240u, st + 5888u, st + 6144u,
-             run + 5888u, run + 6144u, 1, NULL);
+             run + 5888u + g0 * 128, run + 6144u + g0 * 128, 1, NULL);
     /* layer2.0.conv2: 128x56x56 -> 128x28x28, 3x3 stride 2; layer2.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[12], a + 1740505088u, w + 258368u, a + 1791885312u));
-    bn_train(a + 1791885312u, a + 1804730368u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(12, a + 1740505088u, w + 258368u, a + 1791885312u));
+    bn_train(a + 1791885312u, a + 1804730368u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 405824u, w + 405952u, st + 6400u, st + 6656u,
-             run + 6400u, run + 6656u, 1, NULL);
+             run + 6400u + g0 * 128, run + 6656u + g0 * 128, 1, NULL);
     /* layer2.0.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.0.bn3 */
-    CK(lwl_conv_fwd(conv[13], a + 1804730368u, w + 406080u, a + 1817575424u));
-    bn_train(a + 1817575424u, a + 1868955648u, 128, 512, 784, 2, ACT_BLK(512),
+    CK(conv_fwd(13, a + 1804730368u, w + 406080u, a + 1817575424u));
+    bn_train(a + 1817575424u, a + 1868955648u, nb, 512, 784, ng, nc, ACT_BLK(512),
              w + 471616u, w + 472128u, st + 6912u, st + 7936u,
-             run + 6912u, run + 7936u, 0, NULL);
+             run + 6912u + g0 * 512, run + 7936u + g0 * 512, 0, NULL);
     /* layer2.0.downsample.0: 256x56x56 -> 512x28x28, 1x1 stride 2; layer2.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[14], a + 1586364416u, w + 472640u, a + 1920335872u));
+    CK(conv_fwd(14, a + 1586364416u, w + 472640u, a + 1920335872u));
     /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 1920335872u, a + 2023096320u, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train(a + 1920335872u, a + 2023096320u, nb, 512, 784, ng, nc, ACT_BLK(512),
              w + 603712u, w + 604224u, st + 8960u, st + 9984u,
-             run + 8960u, run + 9984u, 0, a + 1868955648u);
+             run + 8960u + g0 * 512, run + 9984u + g0 * 512, 0, a + 1868955648u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[15], a + 2023096320u, w + 604736u, a + 2074476544u));
-    bn_train(a + 2074476544u, a + 2087321600u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(15, a + 2023096320u, w + 604736u, a + 2074476544u));
+    bn_train(a + 2074476544u, a + 2087321600u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 670272u, w + 670400u, st + 11008u, st + 11264u,
-             run + 11008u, run + 11264u, 1, NULL);
+             run + 11008u + g0 * 128, run + 11264u + g0 * 128, 1, NULL);
     /* layer2.1.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[16], a + 2087321600u, w + 670528u, a + 2100166656u));
-    bn_train(a + 2100166656u, a + 2113011712u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(16, a + 2087321600u, w + 670528u, a + 2100166656u));
+    bn_train(a + 2100166656u, a + 2113011712u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 817984u, w + 818112u, st + 11520u, st + 11776u,
-             run + 11520u, run + 11776u, 1, NULL);
+             run + 11520u + g0 * 128, run + 11776u + g0 * 128, 1, NULL);
     /* layer2.1.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.1.bn3 */
-    CK(lwl_conv_fwd(conv[17], a + 2113011712u, w + 818240u, a + 2125856768u));
+    CK(conv_fwd(17, a + 2113011712u, w + 818240u, a + 2125856768u));
     /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 2125856768u, a + 2228617216u, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train(a + 2125856768u, a + 2228617216u, nb, 512, 784, ng, nc, ACT_BLK(512),
              w + 883776u, w + 884288u, st + 12032u, st + 13056u,
-             run + 12032u, run + 13056u, 0, a + 2023096320u);
+             run + 12032u + g0 * 512, run + 13056u + g0 * 512, 0, a + 2023096320u);
 
     /* layer2.2 */
     /* layer2.2.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[18], a + 2228617216u, w + 884800u, a + 2279997440u));
-    bn_train(a + 2279997440u, a + 2292842496u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(18, a + 2228617216u, w + 884800u, a + 2279997440u));
+    bn_train(a + 2279997440u, a + 2292842496u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 950336u, w + 950464u, st + 14080u, st + 14336u,
-             run + 14080u, run + 14336u, 1, NULL);
+             run + 14080u + g0 * 128, run + 14336u + g0 * 128, 1, NULL);
     /* layer2.2.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[19], a + 2292842496u, w + 950592u, a + 2305687552u));
-    bn_train(a + 2305687552u, a + 2318532608u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(19, a + 2292842496u, w + 950592u, a + 2305687552u));
+    bn_train(a + 2305687552u, a + 2318532608u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 1098048u, w + 1098176u, st + 14592u, st + 14848u,
-             run + 14592u, run + 14848u, 1, NULL);
+             run + 14592u + g0 * 128, run + 14848u + g0 * 128, 1, NULL);
     /* layer2.2.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.2.bn3 */
-    CK(lwl_conv_fwd(conv[20], a + 2318532608u, w + 1098304u, a + 2331377664u));
+    CK(conv_fwd(20, a + 2318532608u, w + 1098304u, a + 2331377664u));
     /* layer2.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 2331377664u, a + 2434138112u, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train(a + 2331377664u, a + 2434138112u, nb, 512, 784, ng, nc, ACT_BLK(512),
              w + 1163840u, w + 1164352u, st + 15104u, st + 16128u,
-             run + 15104u, run + 16128u, 0, a + 2228617216u);
+             run + 15104u + g0 * 512, run + 16128u + g0 * 512, 0, a + 2228617216u);
 
     /* layer2.3 */
     /* layer2.3.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.3.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[21], a + 2434138112u, w + 1164864u, a + 2485518336u));
-    bn_train(a + 2485518336u, a + 2498363392u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(21, a + 2434138112u, w + 1164864u, a + 2485518336u));
+    bn_train(a + 2485518336u, a + 2498363392u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 1230400u, w + 1230528u, st + 17152u, st + 17408u,
-             run + 17152u, run + 17408u, 1, NULL);
+             run + 17152u + g0 * 128, run + 17408u + g0 * 128, 1, NULL);
     /* layer2.3.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.3.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[22], a + 2498363392u, w + 1230656u, a + 2511208448u));
-    bn_train(a + 2511208448u, a + 2524053504u, 128, 128, 784, 2, ACT_BLK(128),
+    CK(conv_fwd(22, a + 2498363392u, w + 1230656u, a + 2511208448u));
+    bn_train(a + 2511208448u, a + 2524053504u, nb, 128, 784, ng, nc, ACT_BLK(128),
              w + 1378112u, w + 1378240u, st + 17664u, st + 17920u,
-             run + 17664u, run + 17920u, 1, NULL);
+             run + 17664u + g0 * 128, run + 17920u + g0 * 128, 1, NULL);
     /* layer2.3.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.3.bn3 */
-    CK(lwl_conv_fwd(conv[23], a + 2524053504u, w + 1378368u, a + 2536898560u));
+    CK(conv_fwd(23, a + 2524053504u, w + 1378368u, a + 2536898560u));
     /* layer2.3: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 2536898560u, a + 2639659008u, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train(a + 2536898560u, a + 2639659008u, nb, 512, 784, ng, nc, ACT_BLK(512),
              w + 1443904u, w + 1444416u, st + 18176u, st + 19200u,
-             run + 18176u, run + 19200u, 0, a + 2434138112u);
+             run + 18176u + g0 * 512, run + 19200u + g0 * 512, 0, a + 2434138112u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 512x28x28 -> 256x28x28, 1x1 stride 1; layer3.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[24], a + 2639659008u, w + 1444928u, a + 2691039232u));
-    bn_train(a + 2691039232u, a + 2716729344u, 128, 256, 784, 2, ACT_BLK(256),
+    CK(conv_fwd(24, a + 2639659008u, w + 1444928u, a + 2691039232u));
+    bn_train(a + 2691039232u, a + 2716729344u, nb, 256, 784, ng, nc, ACT_BLK(256),
              w + 1576000u, w + 1576256u, st + 20224u, st + 20736u,
-             run + 20224u, run + 20736u, 1, NULL);
+             run + 20224u + g0 * 256, run + 20736u + g0 * 256, 1, NULL);
     /* layer3.0.conv2: 256x28x28 -> 256x14x14, 3x3 stride 2; layer3.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[25], a + 2716729344u, w + 1576512u, a + 2742419456u));
-    bn_train(a + 2742419456u, a + 2748841984u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(25, a + 2716729344u, w + 1576512u, a + 2742419456u));
+    bn_train(a + 2742419456u, a + 2748841984u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 2166336u, w + 2166592u, st + 21248u, st + 21760u,
-             run + 21248u, run + 21760u, 1, NULL);
+             run + 21248u + g0 * 256, run + 21760u + g0 * 256, 1, NULL);
     /* layer3.0.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.0.bn3 */
-    CK(lwl_conv_fwd(conv[26], a + 2748841984u, w + 2166848u, a + 2755264512u));
-    bn_train(a + 2755264512u, a + 2780954624u, 128, 1024, 196, 2, ACT_BLK(1024),
+    CK(conv_fwd(26, a + 2748841984u, w + 2166848u, a + 2755264512u));
+    bn_train(a + 2755264512u, a + 2780954624u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 2428992u, w + 2430016u, st + 22272u, st + 24320u,
-             run + 22272u, run + 24320u, 0, NULL);
+             run + 22272u + g0 * 1024, run + 24320u + g0 * 1024, 0, NULL);
     /* layer3.0.downsample.0: 512x28x28 -> 1024x14x14, 1x1 stride 2; layer3.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[27], a + 2639659008u, w + 2431040u, a + 2806644736u));
+    CK(conv_fwd(27, a + 2639659008u, w + 2431040u, a + 2806644736u));
     /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 2806644736u, a + 2858024960u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 2806644736u, a + 2858024960u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 2955328u, w + 2956352u, st + 26368u, st + 28416u,
-             run + 26368u, run + 28416u, 0, a + 2780954624u);
+             run + 26368u + g0 * 1024, run + 28416u + g0 * 1024, 0, a + 2780954624u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[28], a + 2858024960u, w + 2957376u, a + 2883715072u));
-    bn_train(a + 2883715072u, a + 2890137600u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(28, a + 2858024960u, w + 2957376u, a + 2883715072u));
+    bn_train(a + 2883715072u, a + 2890137600u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 3219520u, w + 3219776u, st + 30464u, st + 30976u,
-             run + 30464u, run + 30976u, 1, NULL);
+             run + 30464u + g0 * 256, run + 30976u + g0 * 256, 1, NULL);
     /* layer3.1.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[29], a + 2890137600u, w + 3220032u, a + 2896560128u));
-    bn_train(a + 2896560128u, a + 2902982656u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(29, a + 2890137600u, w + 3220032u, a + 2896560128u));
+    bn_train(a + 2896560128u, a + 2902982656u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 3809856u, w + 3810112u, st + 31488u, st + 32000u,
-             run + 31488u, run + 32000u, 1, NULL);
+             run + 31488u + g0 * 256, run + 32000u + g0 * 256, 1, NULL);
     /* layer3.1.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.1.bn3 */
-    CK(lwl_conv_fwd(conv[30], a + 2902982656u, w + 3810368u, a + 2909405184u));
+    CK(conv_fwd(30, a + 2902982656u, w + 3810368u, a + 2909405184u));
     /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 2909405184u, a + 2960785408u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 2909405184u, a + 2960785408u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 4072512u, w + 4073536u, st + 32512u, st + 34560u,
-             run + 32512u, run + 34560u, 0, a + 2858024960u);
+             run + 32512u + g0 * 1024, run + 34560u + g0 * 1024, 0, a + 2858024960u);
 
     /* layer3.2 */
     /* layer3.2.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[31], a + 2960785408u, w + 4074560u, a + 2986475520u));
-    bn_train(a + 2986475520u, a + 2992898048u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(31, a + 2960785408u, w + 4074560u, a + 2986475520u));
+    bn_train(a + 2986475520u, a + 2992898048u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 4336704u, w + 4336960u, st + 36608u, st + 37120u,
-             run + 36608u, run + 37120u, 1, NULL);
+             run + 36608u + g0 * 256, run + 37120u + g0 * 256, 1, NULL);
     /* layer3.2.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[32], a + 2992898048u, w + 4337216u, a + 2999320576u));
-    bn_train(a + 2999320576u, a + 3005743104u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(32, a + 2992898048u, w + 4337216u, a + 2999320576u));
+    bn_train(a + 2999320576u, a + 3005743104u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 4927040u, w + 4927296u, st + 37632u, st + 38144u,
-             run + 37632u, run + 38144u, 1, NULL);
+             run + 37632u + g0 * 256, run + 38144u + g0 * 256, 1, NULL);
     /* layer3.2.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.2.bn3 */
-    CK(lwl_conv_fwd(conv[33], a + 3005743104u, w + 4927552u, a + 3012165632u));
+    CK(conv_fwd(33, a + 3005743104u, w + 4927552u, a + 3012165632u));
     /* layer3.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3012165632u, a + 3063545856u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 3012165632u, a + 3063545856u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 5189696u, w + 5190720u, st + 38656u, st + 40704u,
-             run + 38656u, run + 40704u, 0, a + 2960785408u);
+             run + 38656u + g0 * 1024, run + 40704u + g0 * 1024, 0, a + 2960785408u);
 
     /* layer3.3 */
     /* layer3.3.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.3.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[34], a + 3063545856u, w + 5191744u, a + 3089235968u));
-    bn_train(a + 3089235968u, a + 3095658496u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(34, a + 3063545856u, w + 5191744u, a + 3089235968u));
+    bn_train(a + 3089235968u, a + 3095658496u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 5453888u, w + 5454144u, st + 42752u, st + 43264u,
-             run + 42752u, run + 43264u, 1, NULL);
+             run + 42752u + g0 * 256, run + 43264u + g0 * 256, 1, NULL);
     /* layer3.3.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.3.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[35], a + 3095658496u, w + 5454400u, a + 3102081024u));
-    bn_train(a + 3102081024u, a + 3108503552u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(35, a + 3095658496u, w + 5454400u, a + 3102081024u));
+    bn_train(a + 3102081024u, a + 3108503552u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 6044224u, w + 6044480u, st + 43776u, st + 44288u,
-             run + 43776u, run + 44288u, 1, NULL);
+             run + 43776u + g0 * 256, run + 44288u + g0 * 256, 1, NULL);
     /* layer3.3.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.3.bn3 */
-    CK(lwl_conv_fwd(conv[36], a + 3108503552u, w + 6044736u, a + 3114926080u));
+    CK(conv_fwd(36, a + 3108503552u, w + 6044736u, a + 3114926080u));
     /* layer3.3: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3114926080u, a + 3166306304u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 3114926080u, a + 3166306304u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 6306880u, w + 6307904u, st + 44800u, st + 46848u,
-             run + 44800u, run + 46848u, 0, a + 3063545856u);
+             run + 44800u + g0 * 1024, run + 46848u + g0 * 1024, 0, a + 3063545856u);
 
     /* layer3.4 */
     /* layer3.4.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.4.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[37], a + 3166306304u, w + 6308928u, a + 3191996416u));
-    bn_train(a + 3191996416u, a + 3198418944u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(37, a + 3166306304u, w + 6308928u, a + 3191996416u));
+    bn_train(a + 3191996416u, a + 3198418944u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 6571072u, w + 6571328u, st + 48896u, st + 49408u,
-             run + 48896u, run + 49408u, 1, NULL);
+             run + 48896u + g0 * 256, run + 49408u + g0 * 256, 1, NULL);
     /* layer3.4.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.4.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[38], a + 3198418944u, w + 6571584u, a + 3204841472u));
-    bn_train(a + 3204841472u, a + 3211264000u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(38, a + 3198418944u, w + 6571584u, a + 3204841472u));
+    bn_train(a + 3204841472u, a + 3211264000u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 7161408u, w + 7161664u, st + 49920u, st + 50432u,
-             run + 49920u, run + 50432u, 1, NULL);
+             run + 49920u + g0 * 256, run + 50432u + g0 * 256, 1, NULL);
     /* layer3.4.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.4.bn3 */
-    CK(lwl_conv_fwd(conv[39], a + 3211264000u, w + 7161920u, a + 3217686528u));
+    CK(conv_fwd(39, a + 3211264000u, w + 7161920u, a + 3217686528u));
     /* layer3.4: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3217686528u, a + 3269066752u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 3217686528u, a + 3269066752u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 7424064u, w + 7425088u, st + 50944u, st + 52992u,
-             run + 50944u, run + 52992u, 0, a + 3166306304u);
+             run + 50944u + g0 * 1024, run + 52992u + g0 * 1024, 0, a + 3166306304u);
 
     /* layer3.5 */
     /* layer3.5.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.5.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[40], a + 3269066752u, w + 7426112u, a + 3294756864u));
-    bn_train(a + 3294756864u, a + 3301179392u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(40, a + 3269066752u, w + 7426112u, a + 3294756864u));
+    bn_train(a + 3294756864u, a + 3301179392u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 7688256u, w + 7688512u, st + 55040u, st + 55552u,
-             run + 55040u, run + 55552u, 1, NULL);
+             run + 55040u + g0 * 256, run + 55552u + g0 * 256, 1, NULL);
     /* layer3.5.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.5.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[41], a + 3301179392u, w + 7688768u, a + 3307601920u));
-    bn_train(a + 3307601920u, a + 3314024448u, 128, 256, 196, 2, ACT_BLK(256),
+    CK(conv_fwd(41, a + 3301179392u, w + 7688768u, a + 3307601920u));
+    bn_train(a + 3307601920u, a + 3314024448u, nb, 256, 196, ng, nc, ACT_BLK(256),
              w + 8278592u, w + 8278848u, st + 56064u, st + 56576u,
-             run + 56064u, run + 56576u, 1, NULL);
+             run + 56064u + g0 * 256, run + 56576u + g0 * 256, 1, NULL);
     /* layer3.5.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.5.bn3 */
-    CK(lwl_conv_fwd(conv[42], a + 3314024448u, w + 8279104u, a + 3320446976u));
+    CK(conv_fwd(42, a + 3314024448u, w + 8279104u, a + 3320446976u));
     /* layer3.5: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3320446976u, a + 3371827200u, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train(a + 3320446976u, a + 3371827200u, nb, 1024, 196, ng, nc, ACT_BLK(1024),
              w + 8541248u, w + 8542272u, st + 57088u, st + 59136u,
-             run + 57088u, run + 59136u, 0, a + 3269066752u);
+             run + 57088u + g0 * 1024, run + 59136u + g0 * 1024, 0, a + 3269066752u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 1024x14x14 -> 512x14x14, 1x1 stride 1; layer4.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[43], a + 3371827200u, w + 8543296u, a + 3397517312u));
-    bn_train(a + 3397517312u, a + 3410362368u, 128, 512, 196, 2, ACT_BLK(512),
+    CK(conv_fwd(43, a + 3371827200u, w + 8543296u, a + 3397517312u));
+    bn_train(a + 3397517312u, a + 3410362368u, nb, 512, 196, ng, nc, ACT_BLK(512),
              w + 9067584u, w + 9068096u, st + 61184u, st + 62208u,
-             run + 61184u, run + 62208u, 1, NULL);
+             run + 61184u + g0 * 512, run + 62208u + g0 * 512, 1, NULL);
     /* layer4.0.conv2: 512x14x14 -> 512x7x7, 3x3 stride 2; layer4.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[44], a + 3410362368u, w + 9068608u, a + 3423207424u));
-    bn_train(a + 3423207424u, a + 3426418688u, 128, 512, 49, 2, ACT_BLK(512),
+    CK(conv_fwd(44, a + 3410362368u, w + 9068608u, a + 3423207424u));
+    bn_train(a + 3423207424u, a + 3426418688u, nb, 512, 49, ng, nc, ACT_BLK(512),
              w + 11427904u, w + 11428416u, st + 63232u, st + 64256u,
-             run + 63232u, run + 64256u, 1, NULL);
+             run + 63232u + g0 * 512, run + 64256u + g0 * 512, 1, NULL);
     /* layer4.0.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.0.bn3 */
-    CK(lwl_conv_fwd(conv[45], a + 3426418688u, w + 11428928u, a + 3429629952u));
-    bn_train(a + 3429629952u, a + 3442475008u, 128, 2048, 49, 2, ACT_BLK(2048),
+    CK(conv_fwd(45, a + 3426418688u, w + 11428928u, a + 3429629952u));
+    bn_train(a + 3429629952u, a + 3442475008u, nb, 2048, 49, ng, nc, ACT_BLK(2048),
              w + 12477504u, w + 12479552u, st + 65280u, st + 69376u,
-             run + 65280u, run + 69376u, 0, NULL);
+             run + 65280u + g0 * 2048, run + 69376u + g0 * 2048, 0, NULL);
     /* layer4.0.downsample.0: 1024x14x14 -> 2048x7x7, 1x1 stride 2; layer4.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[46], a + 3371827200u, w + 12481600u, a + 3455320064u));
+    CK(conv_fwd(46, a + 3371827200u, w + 12481600u, a + 3455320064u));
     /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3455320064u, a + 3481010176u, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train(a + 3455320064u, a + 3481010176u, nb, 2048, 49, ng, nc, ACT_BLK(2048),
              w + 14578752u, w + 14580800u, st + 73472u, st + 77568u,
-             run + 73472u, run + 77568u, 0, a + 3442475008u);
+             run + 73472u + g0 * 2048, run + 77568u + g0 * 2048, 0, a + 3442475008u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[47], a + 3481010176u, w + 14582848u, a + 3493855232u));
-    bn_train(a + 3493855232u, a + 3497066496u, 128, 512, 49, 2, ACT_BLK(512),
+    CK(conv_fwd(47, a + 3481010176u, w + 14582848u, a + 3493855232u));
+    bn_train(a + 3493855232u, a + 3497066496u, nb, 512, 49, ng, nc, ACT_BLK(512),
              w + 15631424u, w + 15631936u, st + 81664u, st + 82688u,
-             run + 81664u, run + 82688u, 1, NULL);
+             run + 81664u + g0 * 512, run + 82688u + g0 * 512, 1, NULL);
     /* layer4.1.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[48], a + 3497066496u, w + 15632448u, a + 3500277760u));
-    bn_train(a + 3500277760u, a + 3503489024u, 128, 512, 49, 2, ACT_BLK(512),
+    CK(conv_fwd(48, a + 3497066496u, w + 15632448u, a + 3500277760u));
+    bn_train(a + 3500277760u, a + 3503489024u, nb, 512, 49, ng, nc, ACT_BLK(512),
              w + 17991744u, w + 17992256u, st + 83712u, st + 84736u,
-             run + 83712u, run + 84736u, 1, NULL);
+             run + 83712u + g0 * 512, run + 84736u + g0 * 512, 1, NULL);
     /* layer4.1.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.1.bn3 */
-    CK(lwl_conv_fwd(conv[49], a + 3503489024u, w + 17992768u, a + 3506700288u));
+    CK(conv_fwd(49, a + 3503489024u, w + 17992768u, a + 3506700288u));
     /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3506700288u, a + 3532390400u, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train(a + 3506700288u, a + 3532390400u, nb, 2048, 49, ng, nc, ACT_BLK(2048),
              w + 19041344u, w + 19043392u, st + 85760u, st + 89856u,
-             run + 85760u, run + 89856u, 0, a + 3481010176u);
+             run + 85760u + g0 * 2048, run + 89856u + g0 * 2048, 0, a + 3481010176u);
 
     /* layer4.2 */
     /* layer4.2.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[50], a + 3532390400u, w + 19045440u, a + 3545235456u));
-    bn_train(a + 3545235456u, a + 3548446720u, 128, 512, 49, 2, ACT_BLK(512),
+    CK(conv_fwd(50, a + 3532390400u, w + 19045440u, a + 3545235456u));
+    bn_train(a + 3545235456u, a + 3548446720u, nb, 512, 49, ng, nc, ACT_BLK(512),
              w + 20094016u, w + 20094528u, st + 93952u, st + 94976u,
-             run + 93952u, run + 94976u, 1, NULL);
+             run + 93952u + g0 * 512, run + 94976u + g0 * 512, 1, NULL);
     /* layer4.2.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[51], a + 3548446720u, w + 20095040u, a + 3551657984u));
-    bn_train(a + 3551657984u, a + 3554869248u, 128, 512, 49, 2, ACT_BLK(512),
+    CK(conv_fwd(51, a + 3548446720u, w + 20095040u, a + 3551657984u));
+    bn_train(a + 3551657984u, a + 3554869248u, nb, 512, 49, ng, nc, ACT_BLK(512),
              w + 22454336u, w + 22454848u, st + 96000u, st + 97024u,
-             run + 96000u, run + 97024u, 1, NULL);
+             run + 96000u + g0 * 512, run + 97024u + g0 * 512, 1, NULL);
     /* layer4.2.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.2.bn3 */
-    CK(lwl_conv_fwd(conv[52], a + 3554869248u, w + 22455360u, a + 3558080512u));
+    CK(conv_fwd(52, a + 3554869248u, w + 22455360u, a + 3558080512u));
     /* layer4.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_train(a + 3558080512u, a + 3583770624u, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train(a + 3558080512u, a + 3583770624u, nb, 2048, 49, ng, nc, ACT_BLK(2048),
              w + 23503936u, w + 23505984u, st + 98048u, st + 102144u,
-             run + 98048u, run + 102144u, 0, a + 3532390400u);
+             run + 98048u + g0 * 2048, run + 102144u + g0 * 2048, 0, a + 3532390400u);
     return 0;
 }
 
@@ -777,267 +844,267 @@ static int backbone_eval(const float *w, const float *run, float *a, int groups,
                          lwl_pool *pool)
 {
     /* conv1: 3x224x224 -> 64x112x112, 7x7 stride 2; bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[0], a + 0u, w + 0u, a + 19267584u));
-    bn_eval(a + 19267584u, a + 122028032u, 128, 64, 12544, groups, ACT_BLK(64),
-            w + 9408u, w + 9472u, run + 0u, run + 128u, 1, NULL);
+    CK(conv_fwd(0, a + 0u, w + 0u, a + 19267584u));
+    bn_eval(a + 19267584u, a + 122028032u, nb, 64, 12544, groups, ACT_BLK(64),
+            w + 9408u, w + 9472u, run + 0u + g0 * 64, run + 128u + g0 * 64, 1, NULL);
     /* maxpool: 3x3 stride 2 pad 1 */
     CK(lwl_maxpool_fwd(pool, a + 122028032u, a + 224788480u));
 
     /* layer1.0 */
     /* layer1.0.conv1: 64x56x56 -> 64x56x56, 1x1 stride 1; layer1.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[1], a + 224788480u, w + 9536u, a + 250478592u));
-    bn_eval(a + 250478592u, a + 276168704u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 13632u, w + 13696u, run + 256u, run + 384u, 1, NULL);
+    CK(conv_fwd(1, a + 224788480u, w + 9536u, a + 250478592u));
+    bn_eval(a + 250478592u, a + 276168704u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 13632u, w + 13696u, run + 256u + g0 * 64, run + 384u + g0 * 64, 1, NULL);
     /* layer1.0.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[2], a + 276168704u, w + 13760u, a + 301858816u));
-    bn_eval(a + 301858816u, a + 327548928u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 50624u, w + 50688u, run + 512u, run + 640u, 1, NULL);
+    CK(conv_fwd(2, a + 276168704u, w + 13760u, a + 301858816u));
+    bn_eval(a + 301858816u, a + 327548928u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 50624u, w + 50688u, run + 512u + g0 * 64, run + 640u + g0 * 64, 1, NULL);
     /* layer1.0.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.bn3 */
-    CK(lwl_conv_fwd(conv[3], a + 327548928u, w + 50752u, a + 353239040u));
-    bn_eval(a + 353239040u, a + 455999488u, 128, 256, 3136, groups, ACT_BLK(256),
-            w + 67136u, w + 67392u, run + 768u, run + 1280u, 0, NULL);
+    CK(conv_fwd(3, a + 327548928u, w + 50752u, a + 353239040u));
+    bn_eval(a + 353239040u, a + 455999488u, nb, 256, 3136, groups, ACT_BLK(256),
+            w + 67136u, w + 67392u, run + 768u + g0 * 256, run + 1280u + g0 * 256, 0, NULL);
     /* layer1.0.downsample.0: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[4], a + 224788480u, w + 67648u, a + 558759936u));
+    CK(conv_fwd(4, a + 224788480u, w + 67648u, a + 558759936u));
     /* layer1.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 558759936u, a + 764280832u, 128, 256, 3136, groups, ACT_BLK(256),
-            w + 84032u, w + 84288u, run + 1792u, run + 2304u, 0, a + 455999488u);
+    bn_eval(a + 558759936u, a + 764280832u, nb, 256, 3136, groups, ACT_BLK(256),
+            w + 84032u, w + 84288u, run + 1792u + g0 * 256, run + 2304u + g0 * 256, 0, a + 455999488u);
 
     /* layer1.1 */
     /* layer1.1.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[5], a + 764280832u, w + 84544u, a + 867041280u));
-    bn_eval(a + 867041280u, a + 892731392u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 100928u, w + 100992u, run + 2816u, run + 2944u, 1, NULL);
+    CK(conv_fwd(5, a + 764280832u, w + 84544u, a + 867041280u));
+    bn_eval(a + 867041280u, a + 892731392u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 100928u, w + 100992u, run + 2816u + g0 * 64, run + 2944u + g0 * 64, 1, NULL);
     /* layer1.1.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[6], a + 892731392u, w + 101056u, a + 918421504u));
-    bn_eval(a + 918421504u, a + 944111616u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 137920u, w + 137984u, run + 3072u, run + 3200u, 1, NULL);
+    CK(conv_fwd(6, a + 892731392u, w + 101056u, a + 918421504u));
+    bn_eval(a + 918421504u, a + 944111616u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 137920u, w + 137984u, run + 3072u + g0 * 64, run + 3200u + g0 * 64, 1, NULL);
     /* layer1.1.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.1.bn3 */
-    CK(lwl_conv_fwd(conv[7], a + 944111616u, w + 138048u, a + 969801728u));
+    CK(conv_fwd(7, a + 944111616u, w + 138048u, a + 969801728u));
     /* layer1.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 969801728u, a + 1175322624u, 128, 256, 3136, groups, ACT_BLK(256),
-            w + 154432u, w + 154688u, run + 3328u, run + 3840u, 0, a + 764280832u);
+    bn_eval(a + 969801728u, a + 1175322624u, nb, 256, 3136, groups, ACT_BLK(256),
+            w + 154432u, w + 154688u, run + 3328u + g0 * 256, run + 3840u + g0 * 256, 0, a + 764280832u);
 
     /* layer1.2 */
     /* layer1.2.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[8], a + 1175322624u, w + 154944u, a + 1278083072u));
-    bn_eval(a + 1278083072u, a + 1303773184u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 171328u, w + 171392u, run + 4352u, run + 4480u, 1, NULL);
+    CK(conv_fwd(8, a + 1175322624u, w + 154944u, a + 1278083072u));
+    bn_eval(a + 1278083072u, a + 1303773184u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 171328u, w + 171392u, run + 4352u + g0 * 64, run + 4480u + g0 * 64, 1, NULL);
     /* layer1.2.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[9], a + 1303773184u, w + 171456u, a + 1329463296u));
-    bn_eval(a + 1329463296u, a + 1355153408u, 128, 64, 3136, groups, ACT_BLK(64),
-            w + 208320u, w + 208384u, run + 4608u, run + 4736u, 1, NULL);
+    CK(conv_fwd(9, a + 1303773184u, w + 171456u, a + 1329463296u));
+    bn_eval(a + 1329463296u, a + 1355153408u, nb, 64, 3136, groups, ACT_BLK(64),
+            w + 208320u, w + 208384u, run + 4608u + g0 * 64, run + 4736u + g0 * 64, 1, NULL);
     /* layer1.2.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.2.bn3 */
-    CK(lwl_conv_fwd(conv[10], a + 1355153408u, w + 208448u, a + 1380843520u));
+    CK(conv_fwd(10, a + 1355153408u, w + 208448u, a + 1380843520u));
     /* layer1.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 1380843520u, a + 1586364416u, 128, 256, 3136, groups, ACT_BLK(256),
-            w + 224832u, w + 225088u, run + 4864u, run + 5376u, 0, a + 1175322624u);
+    bn_eval(a + 1380843520u, a + 1586364416u, nb, 256, 3136, groups, ACT_BLK(256),
+            w + 224832u, w + 225088u, run + 4864u + g0 * 256, run + 5376u + g0 * 256, 0, a + 1175322624u);
 
     /* layer2.0 */
     /* layer2.0.conv1: 256x56x56 -> 128x56x56, 1x1 stride 1; layer2.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[11], a + 1586364416u, w + 225344u, a + 1689124864u));
-    bn_eval(a + 1689124864u, a + 1740505088u, 128, 128, 3136, groups, ACT_BLK(128),
-            w + 258112u, w + 258240u, run + 5888u, run + 6144u, 1, NULL);
+    CK(conv_fwd(11, a + 1586364416u, w + 225344u, a + 1689124864u));
+    bn_eval(a + 1689124864u, a + 1740505088u, nb, 128, 3136, groups, ACT_BLK(128),
+            w + 258112u, w + 258240u, run + 5888u + g0 * 128, run + 6144u + g0 * 128, 1, NULL);
     /* layer2.0.conv2: 128x56x56 -> 128x28x28, 3x3 stride 2; layer2.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[12], a + 1740505088u, w + 258368u, a + 1791885312u));
-    bn_eval(a + 1791885312u, a + 1804730368u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 405824u, w + 405952u, run + 6400u, run + 6656u, 1, NULL);
+    CK(conv_fwd(12, a + 1740505088u, w + 258368u, a + 1791885312u));
+    bn_eval(a + 1791885312u, a + 1804730368u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 405824u, w + 405952u, run + 6400u + g0 * 128, run + 6656u + g0 * 128, 1, NULL);
     /* layer2.0.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.0.bn3 */
-    CK(lwl_conv_fwd(conv[13], a + 1804730368u, w + 406080u, a + 1817575424u));
-    bn_eval(a + 1817575424u, a + 1868955648u, 128, 512, 784, groups, ACT_BLK(512),
-            w + 471616u, w + 472128u, run + 6912u, run + 7936u, 0, NULL);
+    CK(conv_fwd(13, a + 1804730368u, w + 406080u, a + 1817575424u));
+    bn_eval(a + 1817575424u, a + 1868955648u, nb, 512, 784, groups, ACT_BLK(512),
+            w + 471616u, w + 472128u, run + 6912u + g0 * 512, run + 7936u + g0 * 512, 0, NULL);
     /* layer2.0.downsample.0: 256x56x56 -> 512x28x28, 1x1 stride 2; layer2.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[14], a + 1586364416u, w + 472640u, a + 1920335872u));
+    CK(conv_fwd(14, a + 1586364416u, w + 472640u, a + 1920335872u));
     /* layer2.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 1920335872u, a + 2023096320u, 128, 512, 784, groups, ACT_BLK(512),
-            w + 603712u, w + 604224u, run + 8960u, run + 9984u, 0, a + 1868955648u);
+    bn_eval(a + 1920335872u, a + 2023096320u, nb, 512, 784, groups, ACT_BLK(512),
+            w + 603712u, w + 604224u, run + 8960u + g0 * 512, run + 9984u + g0 * 512, 0, a + 1868955648u);
 
     /* layer2.1 */
     /* layer2.1.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[15], a + 2023096320u, w + 604736u, a + 2074476544u));
-    bn_eval(a + 2074476544u, a + 2087321600u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 670272u, w + 670400u, run + 11008u, run + 11264u, 1, NULL);
+    CK(conv_fwd(15, a + 2023096320u, w + 604736u, a + 2074476544u));
+    bn_eval(a + 2074476544u, a + 2087321600u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 670272u, w + 670400u, run + 11008u + g0 * 128, run + 11264u + g0 * 128, 1, NULL);
     /* layer2.1.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[16], a + 2087321600u, w + 670528u, a + 2100166656u));
-    bn_eval(a + 2100166656u, a + 2113011712u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 817984u, w + 818112u, run + 11520u, run + 11776u, 1, NULL);
+    CK(conv_fwd(16, a + 2087321600u, w + 670528u, a + 2100166656u));
+    bn_eval(a + 2100166656u, a + 2113011712u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 817984u, w + 818112u, run + 11520u + g0 * 128, run + 11776u + g0 * 128, 1, NULL);
     /* layer2.1.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.1.bn3 */
-    CK(lwl_conv_fwd(conv[17], a + 2113011712u, w + 818240u, a + 2125856768u));
+    CK(conv_fwd(17, a + 2113011712u, w + 818240u, a + 2125856768u));
     /* layer2.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 2125856768u, a + 2228617216u, 128, 512, 784, groups, ACT_BLK(512),
-            w + 883776u, w + 884288u, run + 12032u, run + 13056u, 0, a + 2023096320u);
+    bn_eval(a + 2125856768u, a + 2228617216u, nb, 512, 784, groups, ACT_BLK(512),
+            w + 883776u, w + 884288u, run + 12032u + g0 * 512, run + 13056u + g0 * 512, 0, a + 2023096320u);
 
     /* layer2.2 */
     /* layer2.2.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[18], a + 2228617216u, w + 884800u, a + 2279997440u));
-    bn_eval(a + 2279997440u, a + 2292842496u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 950336u, w + 950464u, run + 14080u, run + 14336u, 1, NULL);
+    CK(conv_fwd(18, a + 2228617216u, w + 884800u, a + 2279997440u));
+    bn_eval(a + 2279997440u, a + 2292842496u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 950336u, w + 950464u, run + 14080u + g0 * 128, run + 14336u + g0 * 128, 1, NULL);
     /* layer2.2.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[19], a + 2292842496u, w + 950592u, a + 2305687552u));
-    bn_eval(a + 2305687552u, a + 2318532608u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 1098048u, w + 1098176u, run + 14592u, run + 14848u, 1, NULL);
+    CK(conv_fwd(19, a + 2292842496u, w + 950592u, a + 2305687552u));
+    bn_eval(a + 2305687552u, a + 2318532608u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 1098048u, w + 1098176u, run + 14592u + g0 * 128, run + 14848u + g0 * 128, 1, NULL);
     /* layer2.2.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.2.bn3 */
-    CK(lwl_conv_fwd(conv[20], a + 2318532608u, w + 1098304u, a + 2331377664u));
+    CK(conv_fwd(20, a + 2318532608u, w + 1098304u, a + 2331377664u));
     /* layer2.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 2331377664u, a + 2434138112u, 128, 512, 784, groups, ACT_BLK(512),
-            w + 1163840u, w + 1164352u, run + 15104u, run + 16128u, 0, a + 2228617216u);
+    bn_eval(a + 2331377664u, a + 2434138112u, nb, 512, 784, groups, ACT_BLK(512),
+            w + 1163840u, w + 1164352u, run + 15104u + g0 * 512, run + 16128u + g0 * 512, 0, a + 2228617216u);
 
     /* layer2.3 */
     /* layer2.3.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.3.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[21], a + 2434138112u, w + 1164864u, a + 2485518336u));
-    bn_eval(a + 2485518336u, a + 2498363392u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 1230400u, w + 1230528u, run + 17152u, run + 17408u, 1, NULL);
+    CK(conv_fwd(21, a + 2434138112u, w + 1164864u, a + 2485518336u));
+    bn_eval(a + 2485518336u, a + 2498363392u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 1230400u, w + 1230528u, run + 17152u + g0 * 128, run + 17408u + g0 * 128, 1, NULL);
     /* layer2.3.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.3.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[22], a + 2498363392u, w + 1230656u, a + 2511208448u));
-    bn_eval(a + 2511208448u, a + 2524053504u, 128, 128, 784, groups, ACT_BLK(128),
-            w + 1378112u, w + 1378240u, run + 17664u, run + 17920u, 1, NULL);
+    CK(conv_fwd(22, a + 2498363392u, w + 1230656u, a + 2511208448u));
+    bn_eval(a + 2511208448u, a + 2524053504u, nb, 128, 784, groups, ACT_BLK(128),
+            w + 1378112u, w + 1378240u, run + 17664u + g0 * 128, run + 17920u + g0 * 128, 1, NULL);
     /* layer2.3.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.3.bn3 */
-    CK(lwl_conv_fwd(conv[23], a + 2524053504u, w + 1378368u, a + 2536898560u));
+    CK(conv_fwd(23, a + 2524053504u, w + 1378368u, a + 2536898560u));
     /* layer2.3: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 2536898560u, a + 2639659008u, 128, 512, 784, groups, ACT_BLK(512),
-            w + 1443904u, w + 1444416u, run + 18176u, run + 19200u, 0, a + 2434138112u);
+    bn_eval(a + 2536898560u, a + 2639659008u, nb, 512, 784, groups, ACT_BLK(512),
+            w + 1443904u, w + 1444416u, run + 18176u + g0 * 512, run + 19200u + g0 * 512, 0, a + 2434138112u);
 
     /* layer3.0 */
     /* layer3.0.conv1: 512x28x28 -> 256x28x28, 1x1 stride 1; layer3.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[24], a + 2639659008u, w + 1444928u, a + 2691039232u));
-    bn_eval(a + 2691039232u, a + 2716729344u, 128, 256, 784, groups, ACT_BLK(256),
-            w + 1576000u, w + 1576256u, run + 20224u, run + 20736u, 1, NULL);
+    CK(conv_fwd(24, a + 2639659008u, w + 1444928u, a + 2691039232u));
+    bn_eval(a + 2691039232u, a + 2716729344u, nb, 256, 784, groups, ACT_BLK(256),
+            w + 1576000u, w + 1576256u, run + 20224u + g0 * 256, run + 20736u + g0 * 256, 1, NULL);
     /* layer3.0.conv2: 256x28x28 -> 256x14x14, 3x3 stride 2; layer3.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[25], a + 2716729344u, w + 1576512u, a + 2742419456u));
-    bn_eval(a + 2742419456u, a + 2748841984u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 2166336u, w + 2166592u, run + 21248u, run + 21760u, 1, NULL);
+    CK(conv_fwd(25, a + 2716729344u, w + 1576512u, a + 2742419456u));
+    bn_eval(a + 2742419456u, a + 2748841984u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 2166336u, w + 2166592u, run + 21248u + g0 * 256, run + 21760u + g0 * 256, 1, NULL);
     /* layer3.0.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.0.bn3 */
-    CK(lwl_conv_fwd(conv[26], a + 2748841984u, w + 2166848u, a + 2755264512u));
-    bn_eval(a + 2755264512u, a + 2780954624u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 2428992u, w + 2430016u, run + 22272u, run + 24320u, 0, NULL);
+    CK(conv_fwd(26, a + 2748841984u, w + 2166848u, a + 2755264512u));
+    bn_eval(a + 2755264512u, a + 2780954624u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 2428992u, w + 2430016u, run + 22272u + g0 * 1024, run + 24320u + g0 * 1024, 0, NULL);
     /* layer3.0.downsample.0: 512x28x28 -> 1024x14x14, 1x1 stride 2; layer3.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[27], a + 2639659008u, w + 2431040u, a + 2806644736u));
+    CK(conv_fwd(27, a + 2639659008u, w + 2431040u, a + 2806644736u));
     /* layer3.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 2806644736u, a + 2858024960u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 2955328u, w + 2956352u, run + 26368u, run + 28416u, 0, a + 2780954624u);
+    bn_eval(a + 2806644736u, a + 2858024960u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 2955328u, w + 2956352u, run + 26368u + g0 * 1024, run + 28416u + g0 * 1024, 0, a + 2780954624u);
 
     /* layer3.1 */
     /* layer3.1.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[28], a + 2858024960u, w + 2957376u, a + 2883715072u));
-    bn_eval(a + 2883715072u, a + 2890137600u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 3219520u, w + 3219776u, run + 30464u, run + 30976u, 1, NULL);
+    CK(conv_fwd(28, a + 2858024960u, w + 2957376u, a + 2883715072u));
+    bn_eval(a + 2883715072u, a + 2890137600u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 3219520u, w + 3219776u, run + 30464u + g0 * 256, run + 30976u + g0 * 256, 1, NULL);
     /* layer3.1.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[29], a + 2890137600u, w + 3220032u, a + 2896560128u));
-    bn_eval(a + 2896560128u, a + 2902982656u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 3809856u, w + 3810112u, run + 31488u, run + 32000u, 1, NULL);
+    CK(conv_fwd(29, a + 2890137600u, w + 3220032u, a + 2896560128u));
+    bn_eval(a + 2896560128u, a + 2902982656u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 3809856u, w + 3810112u, run + 31488u + g0 * 256, run + 32000u + g0 * 256, 1, NULL);
     /* layer3.1.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.1.bn3 */
-    CK(lwl_conv_fwd(conv[30], a + 2902982656u, w + 3810368u, a + 2909405184u));
+    CK(conv_fwd(30, a + 2902982656u, w + 3810368u, a + 2909405184u));
     /* layer3.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 2909405184u, a + 2960785408u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 4072512u, w + 4073536u, run + 32512u, run + 34560u, 0, a + 2858024960u);
+    bn_eval(a + 2909405184u, a + 2960785408u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 4072512u, w + 4073536u, run + 32512u + g0 * 1024, run + 34560u + g0 * 1024, 0, a + 2858024960u);
 
     /* layer3.2 */
     /* layer3.2.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[31], a + 2960785408u, w + 4074560u, a + 2986475520u));
-    bn_eval(a + 2986475520u, a + 2992898048u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 4336704u, w + 4336960u, run + 36608u, run + 37120u, 1, NULL);
+    CK(conv_fwd(31, a + 2960785408u, w + 4074560u, a + 2986475520u));
+    bn_eval(a + 2986475520u, a + 2992898048u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 4336704u, w + 4336960u, run + 36608u + g0 * 256, run + 37120u + g0 * 256, 1, NULL);
     /* layer3.2.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[32], a + 2992898048u, w + 4337216u, a + 2999320576u));
-    bn_eval(a + 2999320576u, a + 3005743104u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 4927040u, w + 4927296u, run + 37632u, run + 38144u, 1, NULL);
+    CK(conv_fwd(32, a + 2992898048u, w + 4337216u, a + 2999320576u));
+    bn_eval(a + 2999320576u, a + 3005743104u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 4927040u, w + 4927296u, run + 37632u + g0 * 256, run + 38144u + g0 * 256, 1, NULL);
     /* layer3.2.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.2.bn3 */
-    CK(lwl_conv_fwd(conv[33], a + 3005743104u, w + 4927552u, a + 3012165632u));
+    CK(conv_fwd(33, a + 3005743104u, w + 4927552u, a + 3012165632u));
     /* layer3.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3012165632u, a + 3063545856u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 5189696u, w + 5190720u, run + 38656u, run + 40704u, 0, a + 2960785408u);
+    bn_eval(a + 3012165632u, a + 3063545856u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 5189696u, w + 5190720u, run + 38656u + g0 * 1024, run + 40704u + g0 * 1024, 0, a + 2960785408u);
 
     /* layer3.3 */
     /* layer3.3.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.3.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[34], a + 3063545856u, w + 5191744u, a + 3089235968u));
-    bn_eval(a + 3089235968u, a + 3095658496u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 5453888u, w + 5454144u, run + 42752u, run + 43264u, 1, NULL);
+    CK(conv_fwd(34, a + 3063545856u, w + 5191744u, a + 3089235968u));
+    bn_eval(a + 3089235968u, a + 3095658496u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 5453888u, w + 5454144u, run + 42752u + g0 * 256, run + 43264u + g0 * 256, 1, NULL);
     /* layer3.3.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.3.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[35], a + 3095658496u, w + 5454400u, a + 3102081024u));
-    bn_eval(a + 3102081024u, a + 3108503552u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 6044224u, w + 6044480u, run + 43776u, run + 44288u, 1, NULL);
+    CK(conv_fwd(35, a + 3095658496u, w + 5454400u, a + 3102081024u));
+    bn_eval(a + 3102081024u, a + 3108503552u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 6044224u, w + 6044480u, run + 43776u + g0 * 256, run + 44288u + g0 * 256, 1, NULL);
     /* layer3.3.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.3.bn3 */
-    CK(lwl_conv_fwd(conv[36], a + 3108503552u, w + 6044736u, a + 3114926080u));
+    CK(conv_fwd(36, a + 3108503552u, w + 6044736u, a + 3114926080u));
     /* layer3.3: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3114926080u, a + 3166306304u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 6306880u, w + 6307904u, run + 44800u, run + 46848u, 0, a + 3063545856u);
+    bn_eval(a + 3114926080u, a + 3166306304u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 6306880u, w + 6307904u, run + 44800u + g0 * 1024, run + 46848u + g0 * 1024, 0, a + 3063545856u);
 
     /* layer3.4 */
     /* layer3.4.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.4.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[37], a + 3166306304u, w + 6308928u, a + 3191996416u));
-    bn_eval(a + 3191996416u, a + 3198418944u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 6571072u, w + 6571328u, run + 48896u, run + 49408u, 1, NULL);
+    CK(conv_fwd(37, a + 3166306304u, w + 6308928u, a + 3191996416u));
+    bn_eval(a + 3191996416u, a + 3198418944u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 6571072u, w + 6571328u, run + 48896u + g0 * 256, run + 49408u + g0 * 256, 1, NULL);
     /* layer3.4.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.4.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[38], a + 3198418944u, w + 6571584u, a + 3204841472u));
-    bn_eval(a + 3204841472u, a + 3211264000u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 7161408u, w + 7161664u, run + 49920u, run + 50432u, 1, NULL);
+    CK(conv_fwd(38, a + 3198418944u, w + 6571584u, a + 3204841472u));
+    bn_eval(a + 3204841472u, a + 3211264000u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 7161408u, w + 7161664u, run + 49920u + g0 * 256, run + 50432u + g0 * 256, 1, NULL);
     /* layer3.4.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.4.bn3 */
-    CK(lwl_conv_fwd(conv[39], a + 3211264000u, w + 7161920u, a + 3217686528u));
+    CK(conv_fwd(39, a + 3211264000u, w + 7161920u, a + 3217686528u));
     /* layer3.4: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3217686528u, a + 3269066752u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 7424064u, w + 7425088u, run + 50944u, run + 52992u, 0, a + 3166306304u);
+    bn_eval(a + 3217686528u, a + 3269066752u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 7424064u, w + 7425088u, run + 50944u + g0 * 1024, run + 52992u + g0 * 1024, 0, a + 3166306304u);
 
     /* layer3.5 */
     /* layer3.5.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.5.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[40], a + 3269066752u, w + 7426112u, a + 3294756864u));
-    bn_eval(a + 3294756864u, a + 3301179392u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 7688256u, w + 7688512u, run + 55040u, run + 55552u, 1, NULL);
+    CK(conv_fwd(40, a + 3269066752u, w + 7426112u, a + 3294756864u));
+    bn_eval(a + 3294756864u, a + 3301179392u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 7688256u, w + 7688512u, run + 55040u + g0 * 256, run + 55552u + g0 * 256, 1, NULL);
     /* layer3.5.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.5.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[41], a + 3301179392u, w + 7688768u, a + 3307601920u));
-    bn_eval(a + 3307601920u, a + 3314024448u, 128, 256, 196, groups, ACT_BLK(256),
-            w + 8278592u, w + 8278848u, run + 56064u, run + 56576u, 1, NULL);
+    CK(conv_fwd(41, a + 3301179392u, w + 7688768u, a + 3307601920u));
+    bn_eval(a + 3307601920u, a + 3314024448u, nb, 256, 196, groups, ACT_BLK(256),
+            w + 8278592u, w + 8278848u, run + 56064u + g0 * 256, run + 56576u + g0 * 256, 1, NULL);
     /* layer3.5.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.5.bn3 */
-    CK(lwl_conv_fwd(conv[42], a + 3314024448u, w + 8279104u, a + 3320446976u));
+    CK(conv_fwd(42, a + 3314024448u, w + 8279104u, a + 3320446976u));
     /* layer3.5: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3320446976u, a + 3371827200u, 128, 1024, 196, groups, ACT_BLK(1024),
-            w + 8541248u, w + 8542272u, run + 57088u, run + 59136u, 0, a + 3269066752u);
+    bn_eval(a + 3320446976u, a + 3371827200u, nb, 1024, 196, groups, ACT_BLK(1024),
+            w + 8541248u, w + 8542272u, run + 57088u + g0 * 1024, run + 59136u + g0 * 1024, 0, a + 3269066752u);
 
     /* layer4.0 */
     /* layer4.0.conv1: 1024x14x14 -> 512x14x14, 1x1 stride 1; layer4.0.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[43], a + 3371827200u, w + 8543296u, a + 3397517312u));
-    bn_eval(a + 3397517312u, a + 3410362368u, 128, 512, 196, groups, ACT_BLK(512),
-            w + 9067584u, w + 9068096u, run + 61184u, run + 62208u, 1, NULL);
+    CK(conv_fwd(43, a + 3371827200u, w + 8543296u, a + 3397517312u));
+    bn_eval(a + 3397517312u, a + 3410362368u, nb, 512, 196, groups, ACT_BLK(512),
+            w + 9067584u, w + 9068096u, run + 61184u + g0 * 512, run + 62208u + g0 * 512, 1, NULL);
     /* layer4.0.conv2: 512x14x14 -> 512x7x7, 3x3 stride 2; layer4.0.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[44], a + 3410362368u, w + 9068608u, a + 3423207424u));
-    bn_eval(a + 3423207424u, a + 3426418688u, 128, 512, 49, groups, ACT_BLK(512),
-            w + 11427904u, w + 11428416u, run + 63232u, run + 64256u, 1, NULL);
+    CK(conv_fwd(44, a + 3410362368u, w + 9068608u, a + 3423207424u));
+    bn_eval(a + 3423207424u, a + 3426418688u, nb, 512, 49, groups, ACT_BLK(512),
+            w + 11427904u, w + 11428416u, run + 63232u + g0 * 512, run + 64256u + g0 * 512, 1, NULL);
     /* layer4.0.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.0.bn3 */
-    CK(lwl_conv_fwd(conv[45], a + 3426418688u, w + 11428928u, a + 3429629952u));
-    bn_eval(a + 3429629952u, a + 3442475008u, 128, 2048, 49, groups, ACT_BLK(2048),
-            w + 12477504u, w + 12479552u, run + 65280u, run + 69376u, 0, NULL);
+    CK(conv_fwd(45, a + 3426418688u, w + 11428928u, a + 3429629952u));
+    bn_eval(a + 3429629952u, a + 3442475008u, nb, 2048, 49, groups, ACT_BLK(2048),
+            w + 12477504u, w + 12479552u, run + 65280u + g0 * 2048, run + 69376u + g0 * 2048, 0, NULL);
     /* layer4.0.downsample.0: 1024x14x14 -> 2048x7x7, 1x1 stride 2; layer4.0.downsample.1 */
-    CK(lwl_conv_fwd(conv[46], a + 3371827200u, w + 12481600u, a + 3455320064u));
+    CK(conv_fwd(46, a + 3371827200u, w + 12481600u, a + 3455320064u));
     /* layer4.0: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3455320064u, a + 3481010176u, 128, 2048, 49, groups, ACT_BLK(2048),
-            w + 14578752u, w + 14580800u, run + 73472u, run + 77568u, 0, a + 3442475008u);
+    bn_eval(a + 3455320064u, a + 3481010176u, nb, 2048, 49, groups, ACT_BLK(2048),
+            w + 14578752u, w + 14580800u, run + 73472u + g0 * 2048, run + 77568u + g0 * 2048, 0, a + 3442475008u);
 
     /* layer4.1 */
     /* layer4.1.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.1.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[47], a + 3481010176u, w + 14582848u, a + 3493855232u));
-    bn_eval(a + 3493855232u, a + 3497066496u, 128, 512, 49, groups, ACT_BLK(512),
-            w + 15631424u, w + 15631936u, run + 81664u, run + 82688u, 1, NULL);
+    CK(conv_fwd(47, a + 3481010176u, w + 14582848u, a + 3493855232u));
+    bn_eval(a + 3493855232u, a + 3497066496u, nb, 512, 49, groups, ACT_BLK(512),
+            w + 15631424u, w + 15631936u, run + 81664u + g0 * 512, run + 82688u + g0 * 512, 1, NULL);
     /* layer4.1.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.1.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[48], a + 3497066496u, w + 15632448u, a + 3500277760u));
-    bn_eval(a + 3500277760u, a + 3503489024u, 128, 512, 49, groups, ACT_BLK(512),
-            w + 17991744u, w + 17992256u, run + 83712u, run + 84736u, 1, NULL);
+    CK(conv_fwd(48, a + 3497066496u, w + 15632448u, a + 3500277760u));
+    bn_eval(a + 3500277760u, a + 3503489024u, nb, 512, 49, groups, ACT_BLK(512),
+            w + 17991744u, w + 17992256u, run + 83712u + g0 * 512, run + 84736u + g0 * 512, 1, NULL);
     /* layer4.1.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.1.bn3 */
-    CK(lwl_conv_fwd(conv[49], a + 3503489024u, w + 17992768u, a + 3506700288u));
+    CK(conv_fwd(49, a + 3503489024u, w + 17992768u, a + 3506700288u));
     /* layer4.1: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3506700288u, a + 3532390400u, 128, 2048, 49, groups, ACT_BLK(2048),
-            w + 19041344u, w + 19043392u, run + 85760u, run + 89856u, 0, a + 3481010176u);
+    bn_eval(a + 3506700288u, a + 3532390400u, nb, 2048, 49, groups, ACT_BLK(2048),
+            w + 19041344u, w + 19043392u, run + 85760u + g0 * 2048, run + 89856u + g0 * 2048, 0, a + 3481010176u);
 
     /* layer4.2 */
     /* layer4.2.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.2.bn1 + ReLU */
-    CK(lwl_conv_fwd(conv[50], a + 3532390400u, w + 19045440u, a + 3545235456u));
-    bn_eval(a + 3545235456u, a + 3548446720u, 128, 512, 49, groups, ACT_BLK(512),
-            w + 20094016u, w + 20094528u, run + 93952u, run + 94976u, 1, NULL);
+    CK(conv_fwd(50, a + 3532390400u, w + 19045440u, a + 3545235456u));
+    bn_eval(a + 3545235456u, a + 3548446720u, nb, 512, 49, groups, ACT_BLK(512),
+            w + 20094016u, w + 20094528u, run + 93952u + g0 * 512, run + 94976u + g0 * 512, 1, NULL);
     /* layer4.2.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.2.bn2 + ReLU */
-    CK(lwl_conv_fwd(conv[51], a + 3548446720u, w + 20095040u, a + 3551657984u));
-    bn_eval(a + 3551657984u, a + 3554869248u, 128, 512, 49, groups, ACT_BLK(512),
-            w + 22454336u, w + 22454848u, run + 96000u, run + 97024u, 1, NULL);
+    CK(conv_fwd(51, a + 3548446720u, w + 20095040u, a + 3551657984u));
+    bn_eval(a + 3551657984u, a + 3554869248u, nb, 512, 49, groups, ACT_BLK(512),
+            w + 22454336u, w + 22454848u, run + 96000u + g0 * 512, run + 97024u + g0 * 512, 1, NULL);
     /* layer4.2.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.2.bn3 */
-    CK(lwl_conv_fwd(conv[52], a + 3554869248u, w + 22455360u, a + 3558080512u));
+    CK(conv_fwd(52, a + 3554869248u, w + 22455360u, a + 3558080512u));
     /* layer4.2: out = relu(bn + shortcut), in the BN's pass */
-    bn_eval(a + 3558080512u, a + 3583770624u, 128, 2048, 49, groups, ACT_BLK(2048),
-            w + 23503936u, w + 23505984u, run + 98048u, run + 102144u, 0, a + 3532390400u);
+    bn_eval(a + 3558080512u, a + 3583770624u, nb, 2048, 49, groups, ACT_BLK(2048),
+            w + 23503936u, w + 23505984u, run + 98048u + g0 * 2048, run + 102144u + g0 * 2048, 0, a + 3532390400u);
     return 0;
 }
 
@@ -1048,441 +1115,388 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     (void)pool;
 
     /* layer4.2: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 3583770624u, 12845056u);
+    relu_bwd_inplace(S0, a + 3583770624u, (size_t)nb * 100352u);
     /* layer4.2.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.2.bn3 */
-    bn_train_bwd(a + 3558080512u, S0, NULL, S1, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train_bwd(a + 3558080512u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 23503936u, st + 98048u, st + 102144u,
-                 GRADS + 23503936u, GRADS + 23505984u);
-    CK(lwl_conv_bwd_weights(conv[52], a + 3554869248u, S1, WS));
-    add_into(GRADS + 22455360u, WS, 1048576u);
-    CK(lwl_conv_bwd_data(conv[52], S1, PARAMS + 22455360u, S2));
+                 GRADS + 23503936u, GRADS + 23505984u, PARAM_FLOATS);
+    CK(conv_bwd_weights(52, a + 3554869248u, S1, GRADS + 22455360u, 1048576u));
+    CK(conv_bwd_data(52, S1, PARAMS + 22455360u, S2));
     /* layer4.2.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.2.bn2 + ReLU */
-    bn_train_bwd(a + 3551657984u, S2, a + 3554869248u, S2, 128, 512, 49, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3551657984u, S2, a + 3554869248u, S2, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 22454336u, st + 96000u, st + 97024u,
-                 GRADS + 22454336u, GRADS + 22454848u);
-    CK(lwl_conv_bwd_weights(conv[51], a + 3548446720u, S2, WS));
-    add_into(GRADS + 20095040u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[51], S2, PARAMS + 20095040u, S1));
+                 GRADS + 22454336u, GRADS + 22454848u, PARAM_FLOATS);
+    CK(conv_bwd_weights(51, a + 3548446720u, S2, GRADS + 20095040u, 2359296u));
+    CK(conv_bwd_data(51, S2, PARAMS + 20095040u, S1));
     /* layer4.2.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.2.bn1 + ReLU */
-    bn_train_bwd(a + 3545235456u, S1, a + 3548446720u, S1, 128, 512, 49, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3545235456u, S1, a + 3548446720u, S1, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 20094016u, st + 93952u, st + 94976u,
-                 GRADS + 20094016u, GRADS + 20094528u);
-    CK(lwl_conv_bwd_weights(conv[50], a + 3532390400u, S1, WS));
-    add_into(GRADS + 19045440u, WS, 1048576u);
-    CK(lwl_conv_bwd_data(conv[50], S1, PARAMS + 19045440u, S2));
-    add_into(S2, S0, 12845056u);
+                 GRADS + 20094016u, GRADS + 20094528u, PARAM_FLOATS);
+    CK(conv_bwd_weights(50, a + 3532390400u, S1, GRADS + 19045440u, 1048576u));
+    CK(conv_bwd_data(50, S1, PARAMS + 19045440u, S2));
+    add_into(S2, S0, (size_t)nb * 100352u);
 
     /* layer4.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 3532390400u, 12845056u);
+    relu_bwd_inplace(S2, a + 3532390400u, (size_t)nb * 100352u);
     /* layer4.1.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.1.bn3 */
-    bn_train_bwd(a + 3506700288u, S2, NULL, S3, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train_bwd(a + 3506700288u, S2, NULL, S3, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 19041344u, st + 85760u, st + 89856u,
-                 GRADS + 19041344u, GRADS + 19043392u);
-    CK(lwl_conv_bwd_weights(conv[49], a + 3503489024u, S3, WS));
-    add_into(GRADS + 17992768u, WS, 1048576u);
-    CK(lwl_conv_bwd_data(conv[49], S3, PARAMS + 17992768u, S0));
+                 GRADS + 19041344u, GRADS + 19043392u, PARAM_FLOATS);
+    CK(conv_bwd_weights(49, a + 3503489024u, S3, GRADS + 17992768u, 1048576u));
+    CK(conv_bwd_data(49, S3, PARAMS + 17992768u, S0));
     /* layer4.1.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.1.bn2 + ReLU */
-    bn_train_bwd(a + 3500277760u, S0, a + 3503489024u, S0, 128, 512, 49, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3500277760u, S0, a + 3503489024u, S0, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 17991744u, st + 83712u, st + 84736u,
-                 GRADS + 17991744u, GRADS + 17992256u);
-    CK(lwl_conv_bwd_weights(conv[48], a + 3497066496u, S0, WS));
-    add_into(GRADS + 15632448u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[48], S0, PARAMS + 15632448u, S3));
+                 GRADS + 17991744u, GRADS + 17992256u, PARAM_FLOATS);
+    CK(conv_bwd_weights(48, a + 3497066496u, S0, GRADS + 15632448u, 2359296u));
+    CK(conv_bwd_data(48, S0, PARAMS + 15632448u, S3));
     /* layer4.1.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.1.bn1 + ReLU */
-    bn_train_bwd(a + 3493855232u, S3, a + 3497066496u, S3, 128, 512, 49, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3493855232u, S3, a + 3497066496u, S3, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 15631424u, st + 81664u, st + 82688u,
-                 GRADS + 15631424u, GRADS + 15631936u);
-    CK(lwl_conv_bwd_weights(conv[47], a + 3481010176u, S3, WS));
-    add_into(GRADS + 14582848u, WS, 1048576u);
-    CK(lwl_conv_bwd_data(conv[47], S3, PARAMS + 14582848u, S0));
-    add_into(S0, S2, 12845056u);
+                 GRADS + 15631424u, GRADS + 15631936u, PARAM_FLOATS);
+    CK(conv_bwd_weights(47, a + 3481010176u, S3, GRADS + 14582848u, 1048576u));
+    CK(conv_bwd_data(47, S3, PARAMS + 14582848u, S0));
+    add_into(S0, S2, (size_t)nb * 100352u);
 
     /* layer4.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 3481010176u, 12845056u);
+    relu_bwd_inplace(S0, a + 3481010176u, (size_t)nb * 100352u);
     /* layer4.0.conv3: 512x7x7 -> 2048x7x7, 1x1 stride 1; layer4.0.bn3 */
-    bn_train_bwd(a + 3429629952u, S0, NULL, S1, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train_bwd(a + 3429629952u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 12477504u, st + 65280u, st + 69376u,
-                 GRADS + 12477504u, GRADS + 12479552u);
-    CK(lwl_conv_bwd_weights(conv[45], a + 3426418688u, S1, WS));
-    add_into(GRADS + 11428928u, WS, 1048576u);
-    CK(lwl_conv_bwd_data(conv[45], S1, PARAMS + 11428928u, S2));
+                 GRADS + 12477504u, GRADS + 12479552u, PARAM_FLOATS);
+    CK(conv_bwd_weights(45, a + 3426418688u, S1, GRADS + 11428928u, 1048576u));
+    CK(conv_bwd_data(45, S1, PARAMS + 11428928u, S2));
     /* layer4.0.conv2: 512x14x14 -> 512x7x7, 3x3 stride 2; layer4.0.bn2 + ReLU */
-    bn_train_bwd(a + 3423207424u, S2, a + 3426418688u, S2, 128, 512, 49, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3423207424u, S2, a + 3426418688u, S2, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 11427904u, st + 63232u, st + 64256u,
-                 GRADS + 11427904u, GRADS + 11428416u);
-    CK(lwl_conv_bwd_weights(conv[44], a + 3410362368u, S2, WS));
-    add_into(GRADS + 9068608u, WS, 2359296u);
-    CK(lwl_conv_bwd_data(conv[44], S2, PARAMS + 9068608u, S1));
+                 GRADS + 11427904u, GRADS + 11428416u, PARAM_FLOATS);
+    CK(conv_bwd_weights(44, a + 3410362368u, S2, GRADS + 9068608u, 2359296u));
+    CK(conv_bwd_data(44, S2, PARAMS + 9068608u, S1));
     /* layer4.0.conv1: 1024x14x14 -> 512x14x14, 1x1 stride 1; layer4.0.bn1 + ReLU */
-    bn_train_bwd(a + 3397517312u, S1, a + 3410362368u, S1, 128, 512, 196, 2, ACT_BLK(512),
+    bn_train_bwd(a + 3397517312u, S1, a + 3410362368u, S1, nb, 512, 196, ng, nc, ACT_BLK(512),
                  PARAMS + 9067584u, st + 61184u, st + 62208u,
-                 GRADS + 9067584u, GRADS + 9068096u);
-    CK(lwl_conv_bwd_weights(conv[43], a + 3371827200u, S1, WS));
-    add_into(GRADS + 8543296u, WS, 524288u);
-    CK(lwl_conv_bwd_data(conv[43], S1, PARAMS + 8543296u, S2));
+                 GRADS + 9067584u, GRADS + 9068096u, PARAM_FLOATS);
+    CK(conv_bwd_weights(43, a + 3371827200u, S1, GRADS + 8543296u, 524288u));
+    CK(conv_bwd_data(43, S1, PARAMS + 8543296u, S2));
     /* layer4.0.downsample.0: 1024x14x14 -> 2048x7x7, 1x1 stride 2; layer4.0.downsample.1 */
-    bn_train_bwd(a + 3455320064u, S0, NULL, S1, 128, 2048, 49, 2, ACT_BLK(2048),
+    bn_train_bwd(a + 3455320064u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 14578752u, st + 73472u, st + 77568u,
-                 GRADS + 14578752u, GRADS + 14580800u);
-    CK(lwl_conv_bwd_weights(conv[46], a + 3371827200u, S1, WS));
-    add_into(GRADS + 12481600u, WS, 2097152u);
-    CK(lwl_conv_bwd_data(conv[46], S1, PARAMS + 12481600u, S3));
-    add_into(S2, S3, 25690112u);
+                 GRADS + 14578752u, GRADS + 14580800u, PARAM_FLOATS);
+    CK(conv_bwd_weights(46, a + 3371827200u, S1, GRADS + 12481600u, 2097152u));
+    CK(conv_bwd_data(46, S1, PARAMS + 12481600u, S3));
+    add_into(S2, S3, (size_t)nb * 200704u);
 
     /* layer3.5: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 3371827200u, 25690112u);
+    relu_bwd_inplace(S2, a + 3371827200u, (size_t)nb * 200704u);
     /* layer3.5.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.5.bn3 */
-    bn_train_bwd(a + 3320446976u, S2, NULL, S3, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 3320446976u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 8541248u, st + 57088u, st + 59136u,
-                 GRADS + 8541248u, GRADS + 8542272u);
-    CK(lwl_conv_bwd_weights(conv[42], a + 3314024448u, S3, WS));
-    add_into(GRADS + 8279104u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[42], S3, PARAMS + 8279104u, S0));
+                 GRADS + 8541248u, GRADS + 8542272u, PARAM_FLOATS);
+    CK(conv_bwd_weights(42, a + 3314024448u, S3, GRADS + 8279104u, 262144u));
+    CK(conv_bwd_data(42, S3, PARAMS + 8279104u, S0));
     /* layer3.5.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.5.bn2 + ReLU */
-    bn_train_bwd(a + 3307601920u, S0, a + 3314024448u, S0, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3307601920u, S0, a + 3314024448u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 8278592u, st + 56064u, st + 56576u,
-                 GRADS + 8278592u, GRADS + 8278848u);
-    CK(lwl_conv_bwd_weights(conv[41], a + 3301179392u, S0, WS));
-    add_into(GRADS + 7688768u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[41], S0, PARAMS + 7688768u, S3));
+                 GRADS + 8278592u, GRADS + 8278848u, PARAM_FLOATS);
+    CK(conv_bwd_weights(41, a + 3301179392u, S0, GRADS + 7688768u, 589824u));
+    CK(conv_bwd_data(41, S0, PARAMS + 7688768u, S3));
     /* layer3.5.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.5.bn1 + ReLU */
-    bn_train_bwd(a + 3294756864u, S3, a + 3301179392u, S3, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3294756864u, S3, a + 3301179392u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 7688256u, st + 55040u, st + 55552u,
-                 GRADS + 7688256u, GRADS + 7688512u);
-    CK(lwl_conv_bwd_weights(conv[40], a + 3269066752u, S3, WS));
-    add_into(GRADS + 7426112u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[40], S3, PARAMS + 7426112u, S0));
-    add_into(S0, S2, 25690112u);
+                 GRADS + 7688256u, GRADS + 7688512u, PARAM_FLOATS);
+    CK(conv_bwd_weights(40, a + 3269066752u, S3, GRADS + 7426112u, 262144u));
+    CK(conv_bwd_data(40, S3, PARAMS + 7426112u, S0));
+    add_into(S0, S2, (size_t)nb * 200704u);
 
     /* layer3.4: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 3269066752u, 25690112u);
+    relu_bwd_inplace(S0, a + 3269066752u, (size_t)nb * 200704u);
     /* layer3.4.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.4.bn3 */
-    bn_train_bwd(a + 3217686528u, S0, NULL, S1, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 3217686528u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 7424064u, st + 50944u, st + 52992u,
-                 GRADS + 7424064u, GRADS + 7425088u);
-    CK(lwl_conv_bwd_weights(conv[39], a + 3211264000u, S1, WS));
-    add_into(GRADS + 7161920u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[39], S1, PARAMS + 7161920u, S2));
+                 GRADS + 7424064u, GRADS + 7425088u, PARAM_FLOATS);
+    CK(conv_bwd_weights(39, a + 3211264000u, S1, GRADS + 7161920u, 262144u));
+    CK(conv_bwd_data(39, S1, PARAMS + 7161920u, S2));
     /* layer3.4.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.4.bn2 + ReLU */
-    bn_train_bwd(a + 3204841472u, S2, a + 3211264000u, S2, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3204841472u, S2, a + 3211264000u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 7161408u, st + 49920u, st + 50432u,
-                 GRADS + 7161408u, GRADS + 7161664u);
-    CK(lwl_conv_bwd_weights(conv[38], a + 3198418944u, S2, WS));
-    add_into(GRADS + 6571584u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[38], S2, PARAMS + 6571584u, S1));
+                 GRADS + 7161408u, GRADS + 7161664u, PARAM_FLOATS);
+    CK(conv_bwd_weights(38, a + 3198418944u, S2, GRADS + 6571584u, 589824u));
+    CK(conv_bwd_data(38, S2, PARAMS + 6571584u, S1));
     /* layer3.4.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.4.bn1 + ReLU */
-    bn_train_bwd(a + 3191996416u, S1, a + 3198418944u, S1, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3191996416u, S1, a + 3198418944u, S1, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 6571072u, st + 48896u, st + 49408u,
-                 GRADS + 6571072u, GRADS + 6571328u);
-    CK(lwl_conv_bwd_weights(conv[37], a + 3166306304u, S1, WS));
-    add_into(GRADS + 6308928u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[37], S1, PARAMS + 6308928u, S2));
-    add_into(S2, S0, 25690112u);
+                 GRADS + 6571072u, GRADS + 6571328u, PARAM_FLOATS);
+    CK(conv_bwd_weights(37, a + 3166306304u, S1, GRADS + 6308928u, 262144u));
+    CK(conv_bwd_data(37, S1, PARAMS + 6308928u, S2));
+    add_into(S2, S0, (size_t)nb * 200704u);
 
     /* layer3.3: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 3166306304u, 25690112u);
+    relu_bwd_inplace(S2, a + 3166306304u, (size_t)nb * 200704u);
     /* layer3.3.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.3.bn3 */
-    bn_train_bwd(a + 3114926080u, S2, NULL, S3, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 3114926080u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 6306880u, st + 44800u, st + 46848u,
-                 GRADS + 6306880u, GRADS + 6307904u);
-    CK(lwl_conv_bwd_weights(conv[36], a + 3108503552u, S3, WS));
-    add_into(GRADS + 6044736u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[36], S3, PARAMS + 6044736u, S0));
+                 GRADS + 6306880u, GRADS + 6307904u, PARAM_FLOATS);
+    CK(conv_bwd_weights(36, a + 3108503552u, S3, GRADS + 6044736u, 262144u));
+    CK(conv_bwd_data(36, S3, PARAMS + 6044736u, S0));
     /* layer3.3.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.3.bn2 + ReLU */
-    bn_train_bwd(a + 3102081024u, S0, a + 3108503552u, S0, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3102081024u, S0, a + 3108503552u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 6044224u, st + 43776u, st + 44288u,
-                 GRADS + 6044224u, GRADS + 6044480u);
-    CK(lwl_conv_bwd_weights(conv[35], a + 3095658496u, S0, WS));
-    add_into(GRADS + 5454400u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[35], S0, PARAMS + 5454400u, S3));
+                 GRADS + 6044224u, GRADS + 6044480u, PARAM_FLOATS);
+    CK(conv_bwd_weights(35, a + 3095658496u, S0, GRADS + 5454400u, 589824u));
+    CK(conv_bwd_data(35, S0, PARAMS + 5454400u, S3));
     /* layer3.3.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.3.bn1 + ReLU */
-    bn_train_bwd(a + 3089235968u, S3, a + 3095658496u, S3, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 3089235968u, S3, a + 3095658496u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 5453888u, st + 42752u, st + 43264u,
-                 GRADS + 5453888u, GRADS + 5454144u);
-    CK(lwl_conv_bwd_weights(conv[34], a + 3063545856u, S3, WS));
-    add_into(GRADS + 5191744u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[34], S3, PARAMS + 5191744u, S0));
-    add_into(S0, S2, 25690112u);
+                 GRADS + 5453888u, GRADS + 5454144u, PARAM_FLOATS);
+    CK(conv_bwd_weights(34, a + 3063545856u, S3, GRADS + 5191744u, 262144u));
+    CK(conv_bwd_data(34, S3, PARAMS + 5191744u, S0));
+    add_into(S0, S2, (size_t)nb * 200704u);
 
     /* layer3.2: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 3063545856u, 25690112u);
+    relu_bwd_inplace(S0, a + 3063545856u, (size_t)nb * 200704u);
     /* layer3.2.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.2.bn3 */
-    bn_train_bwd(a + 3012165632u, S0, NULL, S1, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 3012165632u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 5189696u, st + 38656u, st + 40704u,
-                 GRADS + 5189696u, GRADS + 5190720u);
-    CK(lwl_conv_bwd_weights(conv[33], a + 3005743104u, S1, WS));
-    add_into(GRADS + 4927552u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[33], S1, PARAMS + 4927552u, S2));
+                 GRADS + 5189696u, GRADS + 5190720u, PARAM_FLOATS);
+    CK(conv_bwd_weights(33, a + 3005743104u, S1, GRADS + 4927552u, 262144u));
+    CK(conv_bwd_data(33, S1, PARAMS + 4927552u, S2));
     /* layer3.2.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.2.bn2 + ReLU */
-    bn_train_bwd(a + 2999320576u, S2, a + 3005743104u, S2, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2999320576u, S2, a + 3005743104u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 4927040u, st + 37632u, st + 38144u,
-                 GRADS + 4927040u, GRADS + 4927296u);
-    CK(lwl_conv_bwd_weights(conv[32], a + 2992898048u, S2, WS));
-    add_into(GRADS + 4337216u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[32], S2, PARAMS + 4337216u, S1));
+                 GRADS + 4927040u, GRADS + 4927296u, PARAM_FLOATS);
+    CK(conv_bwd_weights(32, a + 2992898048u, S2, GRADS + 4337216u, 589824u));
+    CK(conv_bwd_data(32, S2, PARAMS + 4337216u, S1));
     /* layer3.2.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.2.bn1 + ReLU */
-    bn_train_bwd(a + 2986475520u, S1, a + 2992898048u, S1, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2986475520u, S1, a + 2992898048u, S1, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 4336704u, st + 36608u, st + 37120u,
-                 GRADS + 4336704u, GRADS + 4336960u);
-    CK(lwl_conv_bwd_weights(conv[31], a + 2960785408u, S1, WS));
-    add_into(GRADS + 4074560u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[31], S1, PARAMS + 4074560u, S2));
-    add_into(S2, S0, 25690112u);
+                 GRADS + 4336704u, GRADS + 4336960u, PARAM_FLOATS);
+    CK(conv_bwd_weights(31, a + 2960785408u, S1, GRADS + 4074560u, 262144u));
+    CK(conv_bwd_data(31, S1, PARAMS + 4074560u, S2));
+    add_into(S2, S0, (size_t)nb * 200704u);
 
     /* layer3.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 2960785408u, 25690112u);
+    relu_bwd_inplace(S2, a + 2960785408u, (size_t)nb * 200704u);
     /* layer3.1.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.1.bn3 */
-    bn_train_bwd(a + 2909405184u, S2, NULL, S3, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 2909405184u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 4072512u, st + 32512u, st + 34560u,
-                 GRADS + 4072512u, GRADS + 4073536u);
-    CK(lwl_conv_bwd_weights(conv[30], a + 2902982656u, S3, WS));
-    add_into(GRADS + 3810368u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[30], S3, PARAMS + 3810368u, S0));
+                 GRADS + 4072512u, GRADS + 4073536u, PARAM_FLOATS);
+    CK(conv_bwd_weights(30, a + 2902982656u, S3, GRADS + 3810368u, 262144u));
+    CK(conv_bwd_data(30, S3, PARAMS + 3810368u, S0));
     /* layer3.1.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.1.bn2 + ReLU */
-    bn_train_bwd(a + 2896560128u, S0, a + 2902982656u, S0, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2896560128u, S0, a + 2902982656u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 3809856u, st + 31488u, st + 32000u,
-                 GRADS + 3809856u, GRADS + 3810112u);
-    CK(lwl_conv_bwd_weights(conv[29], a + 2890137600u, S0, WS));
-    add_into(GRADS + 3220032u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[29], S0, PARAMS + 3220032u, S3));
+                 GRADS + 3809856u, GRADS + 3810112u, PARAM_FLOATS);
+    CK(conv_bwd_weights(29, a + 2890137600u, S0, GRADS + 3220032u, 589824u));
+    CK(conv_bwd_data(29, S0, PARAMS + 3220032u, S3));
     /* layer3.1.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.1.bn1 + ReLU */
-    bn_train_bwd(a + 2883715072u, S3, a + 2890137600u, S3, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2883715072u, S3, a + 2890137600u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 3219520u, st + 30464u, st + 30976u,
-                 GRADS + 3219520u, GRADS + 3219776u);
-    CK(lwl_conv_bwd_weights(conv[28], a + 2858024960u, S3, WS));
-    add_into(GRADS + 2957376u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[28], S3, PARAMS + 2957376u, S0));
-    add_into(S0, S2, 25690112u);
+                 GRADS + 3219520u, GRADS + 3219776u, PARAM_FLOATS);
+    CK(conv_bwd_weights(28, a + 2858024960u, S3, GRADS + 2957376u, 262144u));
+    CK(conv_bwd_data(28, S3, PARAMS + 2957376u, S0));
+    add_into(S0, S2, (size_t)nb * 200704u);
 
     /* layer3.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 2858024960u, 25690112u);
+    relu_bwd_inplace(S0, a + 2858024960u, (size_t)nb * 200704u);
     /* layer3.0.conv3: 256x14x14 -> 1024x14x14, 1x1 stride 1; layer3.0.bn3 */
-    bn_train_bwd(a + 2755264512u, S0, NULL, S1, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 2755264512u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 2428992u, st + 22272u, st + 24320u,
-                 GRADS + 2428992u, GRADS + 2430016u);
-    CK(lwl_conv_bwd_weights(conv[26], a + 2748841984u, S1, WS));
-    add_into(GRADS + 2166848u, WS, 262144u);
-    CK(lwl_conv_bwd_data(conv[26], S1, PARAMS + 2166848u, S2));
+                 GRADS + 2428992u, GRADS + 2430016u, PARAM_FLOATS);
+    CK(conv_bwd_weights(26, a + 2748841984u, S1, GRADS + 2166848u, 262144u));
+    CK(conv_bwd_data(26, S1, PARAMS + 2166848u, S2));
     /* layer3.0.conv2: 256x28x28 -> 256x14x14, 3x3 stride 2; layer3.0.bn2 + ReLU */
-    bn_train_bwd(a + 2742419456u, S2, a + 2748841984u, S2, 128, 256, 196, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2742419456u, S2, a + 2748841984u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 2166336u, st + 21248u, st + 21760u,
-                 GRADS + 2166336u, GRADS + 2166592u);
-    CK(lwl_conv_bwd_weights(conv[25], a + 2716729344u, S2, WS));
-    add_into(GRADS + 1576512u, WS, 589824u);
-    CK(lwl_conv_bwd_data(conv[25], S2, PARAMS + 1576512u, S1));
+                 GRADS + 2166336u, GRADS + 2166592u, PARAM_FLOATS);
+    CK(conv_bwd_weights(25, a + 2716729344u, S2, GRADS + 1576512u, 589824u));
+    CK(conv_bwd_data(25, S2, PARAMS + 1576512u, S1));
     /* layer3.0.conv1: 512x28x28 -> 256x28x28, 1x1 stride 1; layer3.0.bn1 + ReLU */
-    bn_train_bwd(a + 2691039232u, S1, a + 2716729344u, S1, 128, 256, 784, 2, ACT_BLK(256),
+    bn_train_bwd(a + 2691039232u, S1, a + 2716729344u, S1, nb, 256, 784, ng, nc, ACT_BLK(256),
                  PARAMS + 1576000u, st + 20224u, st + 20736u,
-                 GRADS + 1576000u, GRADS + 1576256u);
-    CK(lwl_conv_bwd_weights(conv[24], a + 2639659008u, S1, WS));
-    add_into(GRADS + 1444928u, WS, 131072u);
-    CK(lwl_conv_bwd_data(conv[24], S1, PARAMS + 1444928u, S2));
+                 GRADS + 1576000u, GRADS + 1576256u, PARAM_FLOATS);
+    CK(conv_bwd_weights(24, a + 2639659008u, S1, GRADS + 1444928u, 131072u));
+    CK(conv_bwd_data(24, S1, PARAMS + 1444928u, S2));
     /* layer3.0.downsample.0: 512x28x28 -> 1024x14x14, 1x1 stride 2; layer3.0.downsample.1 */
-    bn_train_bwd(a + 2806644736u, S0, NULL, S1, 128, 1024, 196, 2, ACT_BLK(1024),
+    bn_train_bwd(a + 2806644736u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 2955328u, st + 26368u, st + 28416u,
-                 GRADS + 2955328u, GRADS + 2956352u);
-    CK(lwl_conv_bwd_weights(conv[27], a + 2639659008u, S1, WS));
-    add_into(GRADS + 2431040u, WS, 524288u);
-    CK(lwl_conv_bwd_data(conv[27], S1, PARAMS + 2431040u, S3));
-    add_into(S2, S3, 51380224u);
+                 GRADS + 2955328u, GRADS + 2956352u, PARAM_FLOATS);
+    CK(conv_bwd_weights(27, a + 2639659008u, S1, GRADS + 2431040u, 524288u));
+    CK(conv_bwd_data(27, S1, PARAMS + 2431040u, S3));
+    add_into(S2, S3, (size_t)nb * 401408u);
 
     /* layer2.3: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 2639659008u, 51380224u);
+    relu_bwd_inplace(S2, a + 2639659008u, (size_t)nb * 401408u);
     /* layer2.3.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.3.bn3 */
-    bn_train_bwd(a + 2536898560u, S2, NULL, S3, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train_bwd(a + 2536898560u, S2, NULL, S3, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 1443904u, st + 18176u, st + 19200u,
-                 GRADS + 1443904u, GRADS + 1444416u);
-    CK(lwl_conv_bwd_weights(conv[23], a + 2524053504u, S3, WS));
-    add_into(GRADS + 1378368u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[23], S3, PARAMS + 1378368u, S0));
+                 GRADS + 1443904u, GRADS + 1444416u, PARAM_FLOATS);
+    CK(conv_bwd_weights(23, a + 2524053504u, S3, GRADS + 1378368u, 65536u));
+    CK(conv_bwd_data(23, S3, PARAMS + 1378368u, S0));
     /* layer2.3.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.3.bn2 + ReLU */
-    bn_train_bwd(a + 2511208448u, S0, a + 2524053504u, S0, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2511208448u, S0, a + 2524053504u, S0, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1378112u, st + 17664u, st + 17920u,
-                 GRADS + 1378112u, GRADS + 1378240u);
-    CK(lwl_conv_bwd_weights(conv[22], a + 2498363392u, S0, WS));
-    add_into(GRADS + 1230656u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[22], S0, PARAMS + 1230656u, S3));
+                 GRADS + 1378112u, GRADS + 1378240u, PARAM_FLOATS);
+    CK(conv_bwd_weights(22, a + 2498363392u, S0, GRADS + 1230656u, 147456u));
+    CK(conv_bwd_data(22, S0, PARAMS + 1230656u, S3));
     /* layer2.3.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.3.bn1 + ReLU */
-    bn_train_bwd(a + 2485518336u, S3, a + 2498363392u, S3, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2485518336u, S3, a + 2498363392u, S3, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1230400u, st + 17152u, st + 17408u,
-                 GRADS + 1230400u, GRADS + 1230528u);
-    CK(lwl_conv_bwd_weights(conv[21], a + 2434138112u, S3, WS));
-    add_into(GRADS + 1164864u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[21], S3, PARAMS + 1164864u, S0));
-    add_into(S0, S2, 51380224u);
+                 GRADS + 1230400u, GRADS + 1230528u, PARAM_FLOATS);
+    CK(conv_bwd_weights(21, a + 2434138112u, S3, GRADS + 1164864u, 65536u));
+    CK(conv_bwd_data(21, S3, PARAMS + 1164864u, S0));
+    add_into(S0, S2, (size_t)nb * 401408u);
 
     /* layer2.2: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 2434138112u, 51380224u);
+    relu_bwd_inplace(S0, a + 2434138112u, (size_t)nb * 401408u);
     /* layer2.2.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.2.bn3 */
-    bn_train_bwd(a + 2331377664u, S0, NULL, S1, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train_bwd(a + 2331377664u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 1163840u, st + 15104u, st + 16128u,
-                 GRADS + 1163840u, GRADS + 1164352u);
-    CK(lwl_conv_bwd_weights(conv[20], a + 2318532608u, S1, WS));
-    add_into(GRADS + 1098304u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[20], S1, PARAMS + 1098304u, S2));
+                 GRADS + 1163840u, GRADS + 1164352u, PARAM_FLOATS);
+    CK(conv_bwd_weights(20, a + 2318532608u, S1, GRADS + 1098304u, 65536u));
+    CK(conv_bwd_data(20, S1, PARAMS + 1098304u, S2));
     /* layer2.2.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.2.bn2 + ReLU */
-    bn_train_bwd(a + 2305687552u, S2, a + 2318532608u, S2, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2305687552u, S2, a + 2318532608u, S2, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1098048u, st + 14592u, st + 14848u,
-                 GRADS + 1098048u, GRADS + 1098176u);
-    CK(lwl_conv_bwd_weights(conv[19], a + 2292842496u, S2, WS));
-    add_into(GRADS + 950592u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[19], S2, PARAMS + 950592u, S1));
+                 GRADS + 1098048u, GRADS + 1098176u, PARAM_FLOATS);
+    CK(conv_bwd_weights(19, a + 2292842496u, S2, GRADS + 950592u, 147456u));
+    CK(conv_bwd_data(19, S2, PARAMS + 950592u, S1));
     /* layer2.2.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.2.bn1 + ReLU */
-    bn_train_bwd(a + 2279997440u, S1, a + 2292842496u, S1, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2279997440u, S1, a + 2292842496u, S1, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 950336u, st + 14080u, st + 14336u,
-                 GRADS + 950336u, GRADS + 950464u);
-    CK(lwl_conv_bwd_weights(conv[18], a + 2228617216u, S1, WS));
-    add_into(GRADS + 884800u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[18], S1, PARAMS + 884800u, S2));
-    add_into(S2, S0, 51380224u);
+                 GRADS + 950336u, GRADS + 950464u, PARAM_FLOATS);
+    CK(conv_bwd_weights(18, a + 2228617216u, S1, GRADS + 884800u, 65536u));
+    CK(conv_bwd_data(18, S1, PARAMS + 884800u, S2));
+    add_into(S2, S0, (size_t)nb * 401408u);
 
     /* layer2.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 2228617216u, 51380224u);
+    relu_bwd_inplace(S2, a + 2228617216u, (size_t)nb * 401408u);
     /* layer2.1.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.1.bn3 */
-    bn_train_bwd(a + 2125856768u, S2, NULL, S3, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train_bwd(a + 2125856768u, S2, NULL, S3, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 883776u, st + 12032u, st + 13056u,
-                 GRADS + 883776u, GRADS + 884288u);
-    CK(lwl_conv_bwd_weights(conv[17], a + 2113011712u, S3, WS));
-    add_into(GRADS + 818240u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[17], S3, PARAMS + 818240u, S0));
+                 GRADS + 883776u, GRADS + 884288u, PARAM_FLOATS);
+    CK(conv_bwd_weights(17, a + 2113011712u, S3, GRADS + 818240u, 65536u));
+    CK(conv_bwd_data(17, S3, PARAMS + 818240u, S0));
     /* layer2.1.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.1.bn2 + ReLU */
-    bn_train_bwd(a + 2100166656u, S0, a + 2113011712u, S0, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2100166656u, S0, a + 2113011712u, S0, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 817984u, st + 11520u, st + 11776u,
-                 GRADS + 817984u, GRADS + 818112u);
-    CK(lwl_conv_bwd_weights(conv[16], a + 2087321600u, S0, WS));
-    add_into(GRADS + 670528u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[16], S0, PARAMS + 670528u, S3));
+                 GRADS + 817984u, GRADS + 818112u, PARAM_FLOATS);
+    CK(conv_bwd_weights(16, a + 2087321600u, S0, GRADS + 670528u, 147456u));
+    CK(conv_bwd_data(16, S0, PARAMS + 670528u, S3));
     /* layer2.1.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.1.bn1 + ReLU */
-    bn_train_bwd(a + 2074476544u, S3, a + 2087321600u, S3, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 2074476544u, S3, a + 2087321600u, S3, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 670272u, st + 11008u, st + 11264u,
-                 GRADS + 670272u, GRADS + 670400u);
-    CK(lwl_conv_bwd_weights(conv[15], a + 2023096320u, S3, WS));
-    add_into(GRADS + 604736u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[15], S3, PARAMS + 604736u, S0));
-    add_into(S0, S2, 51380224u);
+                 GRADS + 670272u, GRADS + 670400u, PARAM_FLOATS);
+    CK(conv_bwd_weights(15, a + 2023096320u, S3, GRADS + 604736u, 65536u));
+    CK(conv_bwd_data(15, S3, PARAMS + 604736u, S0));
+    add_into(S0, S2, (size_t)nb * 401408u);
 
     /* layer2.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 2023096320u, 51380224u);
+    relu_bwd_inplace(S0, a + 2023096320u, (size_t)nb * 401408u);
     /* layer2.0.conv3: 128x28x28 -> 512x28x28, 1x1 stride 1; layer2.0.bn3 */
-    bn_train_bwd(a + 1817575424u, S0, NULL, S1, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train_bwd(a + 1817575424u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 471616u, st + 6912u, st + 7936u,
-                 GRADS + 471616u, GRADS + 472128u);
-    CK(lwl_conv_bwd_weights(conv[13], a + 1804730368u, S1, WS));
-    add_into(GRADS + 406080u, WS, 65536u);
-    CK(lwl_conv_bwd_data(conv[13], S1, PARAMS + 406080u, S2));
+                 GRADS + 471616u, GRADS + 472128u, PARAM_FLOATS);
+    CK(conv_bwd_weights(13, a + 1804730368u, S1, GRADS + 406080u, 65536u));
+    CK(conv_bwd_data(13, S1, PARAMS + 406080u, S2));
     /* layer2.0.conv2: 128x56x56 -> 128x28x28, 3x3 stride 2; layer2.0.bn2 + ReLU */
-    bn_train_bwd(a + 1791885312u, S2, a + 1804730368u, S2, 128, 128, 784, 2, ACT_BLK(128),
+    bn_train_bwd(a + 1791885312u, S2, a + 1804730368u, S2, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 405824u, st + 6400u, st + 6656u,
-                 GRADS + 405824u, GRADS + 405952u);
-    CK(lwl_conv_bwd_weights(conv[12], a + 1740505088u, S2, WS));
-    add_into(GRADS + 258368u, WS, 147456u);
-    CK(lwl_conv_bwd_data(conv[12], S2, PARAMS + 258368u, S1));
+                 GRADS + 405824u, GRADS + 405952u, PARAM_FLOATS);
+    CK(conv_bwd_weights(12, a + 1740505088u, S2, GRADS + 258368u, 147456u));
+    CK(conv_bwd_data(12, S2, PARAMS + 258368u, S1));
     /* layer2.0.conv1: 256x56x56 -> 128x56x56, 1x1 stride 1; layer2.0.bn1 + ReLU */
-    bn_train_bwd(a + 1689124864u, S1, a + 1740505088u, S1, 128, 128, 3136, 2, ACT_BLK(128),
+    bn_train_bwd(a + 1689124864u, S1, a + 1740505088u, S1, nb, 128, 3136, ng, nc, ACT_BLK(128),
                  PARAMS + 258112u, st + 5888u, st + 6144u,
-                 GRADS + 258112u, GRADS + 258240u);
-    CK(lwl_conv_bwd_weights(conv[11], a + 1586364416u, S1, WS));
-    add_into(GRADS + 225344u, WS, 32768u);
-    CK(lwl_conv_bwd_data(conv[11], S1, PARAMS + 225344u, S2));
+                 GRADS + 258112u, GRADS + 258240u, PARAM_FLOATS);
+    CK(conv_bwd_weights(11, a + 1586364416u, S1, GRADS + 225344u, 32768u));
+    CK(conv_bwd_data(11, S1, PARAMS + 225344u, S2));
     /* layer2.0.downsample.0: 256x56x56 -> 512x28x28, 1x1 stride 2; layer2.0.downsample.1 */
-    bn_train_bwd(a + 1920335872u, S0, NULL, S1, 128, 512, 784, 2, ACT_BLK(512),
+    bn_train_bwd(a + 1920335872u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 603712u, st + 8960u, st + 9984u,
-                 GRADS + 603712u, GRADS + 604224u);
-    CK(lwl_conv_bwd_weights(conv[14], a + 1586364416u, S1, WS));
-    add_into(GRADS + 472640u, WS, 131072u);
-    CK(lwl_conv_bwd_data(conv[14], S1, PARAMS + 472640u, S3));
-    add_into(S2, S3, 102760448u);
+                 GRADS + 603712u, GRADS + 604224u, PARAM_FLOATS);
+    CK(conv_bwd_weights(14, a + 1586364416u, S1, GRADS + 472640u, 131072u));
+    CK(conv_bwd_data(14, S1, PARAMS + 472640u, S3));
+    add_into(S2, S3, (size_t)nb * 802816u);
 
     /* layer1.2: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 1586364416u, 102760448u);
+    relu_bwd_inplace(S2, a + 1586364416u, (size_t)nb * 802816u);
     /* layer1.2.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.2.bn3 */
-    bn_train_bwd(a + 1380843520u, S2, NULL, S3, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train_bwd(a + 1380843520u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 224832u, st + 4864u, st + 5376u,
-                 GRADS + 224832u, GRADS + 225088u);
-    CK(lwl_conv_bwd_weights(conv[10], a + 1355153408u, S3, WS));
-    add_into(GRADS + 208448u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[10], S3, PARAMS + 208448u, S0));
+                 GRADS + 224832u, GRADS + 225088u, PARAM_FLOATS);
+    CK(conv_bwd_weights(10, a + 1355153408u, S3, GRADS + 208448u, 16384u));
+    CK(conv_bwd_data(10, S3, PARAMS + 208448u, S0));
     /* layer1.2.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.2.bn2 + ReLU */
-    bn_train_bwd(a + 1329463296u, S0, a + 1355153408u, S0, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 1329463296u, S0, a + 1355153408u, S0, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 208320u, st + 4608u, st + 4736u,
-                 GRADS + 208320u, GRADS + 208384u);
-    CK(lwl_conv_bwd_weights(conv[9], a + 1303773184u, S0, WS));
-    add_into(GRADS + 171456u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[9], S0, PARAMS + 171456u, S3));
+                 GRADS + 208320u, GRADS + 208384u, PARAM_FLOATS);
+    CK(conv_bwd_weights(9, a + 1303773184u, S0, GRADS + 171456u, 36864u));
+    CK(conv_bwd_data(9, S0, PARAMS + 171456u, S3));
     /* layer1.2.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.2.bn1 + ReLU */
-    bn_train_bwd(a + 1278083072u, S3, a + 1303773184u, S3, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 1278083072u, S3, a + 1303773184u, S3, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 171328u, st + 4352u, st + 4480u,
-                 GRADS + 171328u, GRADS + 171392u);
-    CK(lwl_conv_bwd_weights(conv[8], a + 1175322624u, S3, WS));
-    add_into(GRADS + 154944u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[8], S3, PARAMS + 154944u, S0));
-    add_into(S0, S2, 102760448u);
+                 GRADS + 171328u, GRADS + 171392u, PARAM_FLOATS);
+    CK(conv_bwd_weights(8, a + 1175322624u, S3, GRADS + 154944u, 16384u));
+    CK(conv_bwd_data(8, S3, PARAMS + 154944u, S0));
+    add_into(S0, S2, (size_t)nb * 802816u);
 
     /* layer1.1: d through relu(main + shortcut) */
-    relu_bwd_inplace(S0, a + 1175322624u, 102760448u);
+    relu_bwd_inplace(S0, a + 1175322624u, (size_t)nb * 802816u);
     /* layer1.1.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.1.bn3 */
-    bn_train_bwd(a + 969801728u, S0, NULL, S1, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train_bwd(a + 969801728u, S0, NULL, S1, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 154432u, st + 3328u, st + 3840u,
-                 GRADS + 154432u, GRADS + 154688u);
-    CK(lwl_conv_bwd_weights(conv[7], a + 944111616u, S1, WS));
-    add_into(GRADS + 138048u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[7], S1, PARAMS + 138048u, S2));
+                 GRADS + 154432u, GRADS + 154688u, PARAM_FLOATS);
+    CK(conv_bwd_weights(7, a + 944111616u, S1, GRADS + 138048u, 16384u));
+    CK(conv_bwd_data(7, S1, PARAMS + 138048u, S2));
     /* layer1.1.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.1.bn2 + ReLU */
-    bn_train_bwd(a + 918421504u, S2, a + 944111616u, S2, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 918421504u, S2, a + 944111616u, S2, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 137920u, st + 3072u, st + 3200u,
-                 GRADS + 137920u, GRADS + 137984u);
-    CK(lwl_conv_bwd_weights(conv[6], a + 892731392u, S2, WS));
-    add_into(GRADS + 101056u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[6], S2, PARAMS + 101056u, S1));
+                 GRADS + 137920u, GRADS + 137984u, PARAM_FLOATS);
+    CK(conv_bwd_weights(6, a + 892731392u, S2, GRADS + 101056u, 36864u));
+    CK(conv_bwd_data(6, S2, PARAMS + 101056u, S1));
     /* layer1.1.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.1.bn1 + ReLU */
-    bn_train_bwd(a + 867041280u, S1, a + 892731392u, S1, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 867041280u, S1, a + 892731392u, S1, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 100928u, st + 2816u, st + 2944u,
-                 GRADS + 100928u, GRADS + 100992u);
-    CK(lwl_conv_bwd_weights(conv[5], a + 764280832u, S1, WS));
-    add_into(GRADS + 84544u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[5], S1, PARAMS + 84544u, S2));
-    add_into(S2, S0, 102760448u);
+                 GRADS + 100928u, GRADS + 100992u, PARAM_FLOATS);
+    CK(conv_bwd_weights(5, a + 764280832u, S1, GRADS + 84544u, 16384u));
+    CK(conv_bwd_data(5, S1, PARAMS + 84544u, S2));
+    add_into(S2, S0, (size_t)nb * 802816u);
 
     /* layer1.0: d through relu(main + shortcut) */
-    relu_bwd_inplace(S2, a + 764280832u, 102760448u);
+    relu_bwd_inplace(S2, a + 764280832u, (size_t)nb * 802816u);
     /* layer1.0.conv3: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.bn3 */
-    bn_train_bwd(a + 353239040u, S2, NULL, S3, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train_bwd(a + 353239040u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 67136u, st + 768u, st + 1280u,
-                 GRADS + 67136u, GRADS + 67392u);
-    CK(lwl_conv_bwd_weights(conv[3], a + 327548928u, S3, WS));
-    add_into(GRADS + 50752u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[3], S3, PARAMS + 50752u, S0));
+                 GRADS + 67136u, GRADS + 67392u, PARAM_FLOATS);
+    CK(conv_bwd_weights(3, a + 327548928u, S3, GRADS + 50752u, 16384u));
+    CK(conv_bwd_data(3, S3, PARAMS + 50752u, S0));
     /* layer1.0.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.0.bn2 + ReLU */
-    bn_train_bwd(a + 301858816u, S0, a + 327548928u, S0, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 301858816u, S0, a + 327548928u, S0, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 50624u, st + 512u, st + 640u,
-                 GRADS + 50624u, GRADS + 50688u);
-    CK(lwl_conv_bwd_weights(conv[2], a + 276168704u, S0, WS));
-    add_into(GRADS + 13760u, WS, 36864u);
-    CK(lwl_conv_bwd_data(conv[2], S0, PARAMS + 13760u, S3));
+                 GRADS + 50624u, GRADS + 50688u, PARAM_FLOATS);
+    CK(conv_bwd_weights(2, a + 276168704u, S0, GRADS + 13760u, 36864u));
+    CK(conv_bwd_data(2, S0, PARAMS + 13760u, S3));
     /* layer1.0.conv1: 64x56x56 -> 64x56x56, 1x1 stride 1; layer1.0.bn1 + ReLU */
-    bn_train_bwd(a + 250478592u, S3, a + 276168704u, S3, 128, 64, 3136, 2, ACT_BLK(64),
+    bn_train_bwd(a + 250478592u, S3, a + 276168704u, S3, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 13632u, st + 256u, st + 384u,
-                 GRADS + 13632u, GRADS + 13696u);
-    CK(lwl_conv_bwd_weights(conv[1], a + 224788480u, S3, WS));
-    add_into(GRADS + 9536u, WS, 4096u);
-    CK(lwl_conv_bwd_data(conv[1], S3, PARAMS + 9536u, S0));
+                 GRADS + 13632u, GRADS + 13696u, PARAM_FLOATS);
+    CK(conv_bwd_weights(1, a + 224788480u, S3, GRADS + 9536u, 4096u));
+    CK(conv_bwd_data(1, S3, PARAMS + 9536u, S0));
     /* layer1.0.downsample.0: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.downsample.1 */
-    bn_train_bwd(a + 558759936u, S2, NULL, S3, 128, 256, 3136, 2, ACT_BLK(256),
+    bn_train_bwd(a + 558759936u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 84032u, st + 1792u, st + 2304u,
-                 GRADS + 84032u, GRADS + 84288u);
-    CK(lwl_conv_bwd_weights(conv[4], a + 224788480u, S3, WS));
-    add_into(GRADS + 67648u, WS, 16384u);
-    CK(lwl_conv_bwd_data(conv[4], S3, PARAMS + 67648u, S1));
-    add_into(S0, S1, 25690112u);
+                 GRADS + 84032u, GRADS + 84288u, PARAM_FLOATS);
+    CK(conv_bwd_weights(4, a + 224788480u, S3, GRADS + 67648u, 16384u));
+    CK(conv_bwd_data(4, S3, PARAMS + 67648u, S1));
+    add_into(S0, S1, (size_t)nb * 200704u);
 
     /* stem */
     CK(lwl_maxpool_bwd(pool, S0, S1));
     /* conv1: 3x224x224 -> 64x112x112, 7x7 stride 2; bn1 + ReLU */
-    bn_train_bwd(a + 19267584u, S1, a + 122028032u, S2, 128, 64, 12544, 2, ACT_BLK(64),
+    bn_train_bwd(a + 19267584u, S1, a + 122028032u, S2, nb, 64, 12544, ng, nc, ACT_BLK(64),
                  PARAMS + 9408u, st + 0u, st + 128u,
-                 GRADS + 9408u, GRADS + 9472u);
-    CK(lwl_conv_bwd_weights(conv[0], a + 0u, S2, WS));
-    add_into(GRADS + 0u, WS, 9408u);
+                 GRADS + 9408u, GRADS + 9472u, PARAM_FLOATS);
+    CK(conv_bwd_weights(0, a + 0u, S2, GRADS + 0u, 9408u));
     return 0;
 }
 
@@ -1493,41 +1507,41 @@ static int head_online(int v, const float *a)
     float *x = v ? H2_X : H1_X;
     float *u = v ? H2_U : H1_U, *z = v ? H2_Z : H1_Z, *zg = v ? H2_ZG : H1_ZG;
     CK(lwl_act_to_plain(feat_layout, a + 3583770624u, x));
-    head_rows(x, u, BATCH, CHANNELS, POSITIONS, 1);
+    head_rows(x, u, nb, CHANNELS, POSITIONS, 1);
     if (v == 0) {
-    CK(mlp_fwd(u, z, 6400, 2048, 4096, 256, GROUPS, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31900736u, PARAMS + 31904832u,
-               BUFS + 106240u, BUFS + 114432u,
+    CK(mlp_fwd(u, z, nb * 50, 2048, 4096, 256, ng, nc, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31900736u, PARAMS + 31904832u,
+               BUFS + 106240u + g0 * 4096, BUFS + 114432u + g0 * 4096,
                &(mlp_save){ H1_PROJ_H1, H1_PROJ_H2, H1_PROJ_MEAN, H1_PROJ_INVSTD }, 1, 1));
     } else {
-    CK(mlp_fwd(u, z, 6400, 2048, 4096, 256, GROUPS, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31900736u, PARAMS + 31904832u,
-               BUFS + 106240u, BUFS + 114432u,
+    CK(mlp_fwd(u, z, nb * 50, 2048, 4096, 256, ng, nc, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31900736u, PARAMS + 31904832u,
+               BUFS + 106240u + g0 * 4096, BUFS + 114432u + g0 * 4096,
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD }, 1, 1));
     }
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy(zg + (size_t)b * DIM, z + (size_t)b * 50 * DIM, sizeof(float) * DIM);
     float *am = v ? H2_AM : H1_AM, *o = v ? H2_O : H1_O, *zo = v ? H2_ZO : H1_ZO;
-    head_maps(z, am, BATCH, DIM, POSITIONS);
-    CK(head_align(x, am, o, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+    head_maps(z, am, nb, DIM, POSITIONS);
+    CK(head_align(x, am, o, nb, CHANNELS, POSITIONS, DIM, HEADS));
     if (v == 0) {
-    CK(mlp_fwd(H1_ZG, H1_QG, 128, 256, 4096, 256, GROUPS, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43451456u, PARAMS + 43455552u,
-               BUFS + 139008u, BUFS + 147200u,
+    CK(mlp_fwd(H1_ZG, H1_QG, nb * 1, 256, 4096, 256, ng, nc, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43451456u, PARAMS + 43455552u,
+               BUFS + 139008u + g0 * 4096, BUFS + 147200u + g0 * 4096,
                &(mlp_save){ H1_PRED_H1, H1_PRED_H2, H1_PRED_MEAN, H1_PRED_INVSTD }, 1, 1));
-    CK(mlp_fwd(H1_O, H1_ZO, 8192, 2048, 4096, 256, GROUPS, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41346112u, PARAMS + 41350208u,
-               BUFS + 122624u, BUFS + 130816u,
+    CK(mlp_fwd(H1_O, H1_ZO, nb * 64, 2048, 4096, 256, ng, nc, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41346112u, PARAMS + 41350208u,
+               BUFS + 122624u + g0 * 4096, BUFS + 130816u + g0 * 4096,
                &(mlp_save){ H1_PROJ_OBJ_H1, H1_PROJ_OBJ_H2, H1_PROJ_OBJ_MEAN, H1_PROJ_OBJ_INVSTD }, 1, 1));
-    CK(mlp_fwd(H1_ZO, H1_QO, 8192, 256, 4096, 256, GROUPS, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45556800u, PARAMS + 45560896u,
-               BUFS + 155392u, BUFS + 163584u,
+    CK(mlp_fwd(H1_ZO, H1_QO, nb * 64, 256, 4096, 256, ng, nc, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45556800u, PARAMS + 45560896u,
+               BUFS + 155392u + g0 * 4096, BUFS + 163584u + g0 * 4096,
                &(mlp_save){ H1_PRED_OBJ_H1, H1_PRED_OBJ_H2, H1_PRED_OBJ_MEAN, H1_PRED_OBJ_INVSTD }, 1, 1));
     }
     else {
-    CK(mlp_fwd(H2_ZG, H2_QG, 128, 256, 4096, 256, GROUPS, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43451456u, PARAMS + 43455552u,
-               BUFS + 139008u, BUFS + 147200u,
+    CK(mlp_fwd(H2_ZG, H2_QG, nb * 1, 256, 4096, 256, ng, nc, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43451456u, PARAMS + 43455552u,
+               BUFS + 139008u + g0 * 4096, BUFS + 147200u + g0 * 4096,
                &(mlp_save){ H2_PRED_H1, H2_PRED_H2, H2_PRED_MEAN, H2_PRED_INVSTD }, 1, 1));
-    CK(mlp_fwd(H2_O, H2_ZO, 8192, 2048, 4096, 256, GROUPS, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41346112u, PARAMS + 41350208u,
-               BUFS + 122624u, BUFS + 130816u,
+    CK(mlp_fwd(H2_O, H2_ZO, nb * 64, 2048, 4096, 256, ng, nc, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41346112u, PARAMS + 41350208u,
+               BUFS + 122624u + g0 * 4096, BUFS + 130816u + g0 * 4096,
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD }, 1, 1));
-    CK(mlp_fwd(H2_ZO, H2_QO, 8192, 256, 4096, 256, GROUPS, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45556800u, PARAMS + 45560896u,
-               BUFS + 155392u, BUFS + 163584u,
+    CK(mlp_fwd(H2_ZO, H2_QO, nb * 64, 256, 4096, 256, ng, nc, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45556800u, PARAMS + 45560896u,
+               BUFS + 155392u + g0 * 4096, BUFS + 163584u + g0 * 4096,
                &(mlp_save){ H2_PRED_OBJ_H1, H2_PRED_OBJ_H2, H2_PRED_OBJ_MEAN, H2_PRED_OBJ_INVSTD }, 1, 1));
     }
     return 0;
@@ -1538,16 +1552,16 @@ static int head_online(int v, const float *a)
 static int head_target(int v, const float *a)
 {
     CK(lwl_act_to_plain(feat_layout, a + 3583770624u, TH_X));
-    head_rows(TH_X, TH_U, BATCH, CHANNELS, POSITIONS, 1);
-    CK(mlp_fwd(TH_U, TH_Z, 6400, 2048, 4096, 256, GROUPS, TARGET + 23508032u, TARGET + 31896640u, TARGET + 31900736u, TARGET + 31904832u,
-               TBUFS + 106240u, TBUFS + 114432u,
+    head_rows(TH_X, TH_U, nb, CHANNELS, POSITIONS, 1);
+    CK(mlp_fwd(TH_U, TH_Z, nb * 50, 2048, 4096, 256, ng, nc, TARGET + 23508032u, TARGET + 31896640u, TARGET + 31900736u, TARGET + 31904832u,
+               TBUFS + 106240u + g0 * 4096, TBUFS + 114432u + g0 * 4096,
                &(mlp_save){ TH_PROJ_H1, TH_PROJ_H2, TH_PROJ_MEAN, TH_PROJ_INVSTD }, 0, 0));
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy((v ? T2_ZG : T1_ZG) + (size_t)b * DIM, TH_Z + (size_t)b * 50 * DIM, sizeof(float) * DIM);
-    head_maps(TH_Z, TH_AM, BATCH, DIM, POSITIONS);
-    CK(head_align(TH_X, TH_AM, TH_O, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
-    CK(mlp_fwd(TH_O, (v ? T2_ZO : T1_ZO), 8192, 2048, 4096, 256, GROUPS, TARGET + 32953408u, TARGET + 41342016u, TARGET + 41346112u, TARGET + 41350208u,
-               TBUFS + 122624u, TBUFS + 130816u,
+    head_maps(TH_Z, TH_AM, nb, DIM, POSITIONS);
+    CK(head_align(TH_X, TH_AM, TH_O, nb, CHANNELS, POSITIONS, DIM, HEADS));
+    CK(mlp_fwd(TH_O, (v ? T2_ZO : T1_ZO), nb * 64, 2048, 4096, 256, ng, nc, TARGET + 32953408u, TARGET + 41342016u, TARGET + 41346112u, TARGET + 41350208u,
+               TBUFS + 122624u + g0 * 4096, TBUFS + 130816u + g0 * 4096,
                &(mlp_save){ TH_PROJ_OBJ_H1, TH_PROJ_OBJ_H2, TH_PROJ_OBJ_MEAN, TH_PROJ_OBJ_INVSTD }, 0, 0));
     return 0;
 }
@@ -1555,56 +1569,67 @@ static int head_target(int v, const float *a)
 /* Backward of the online head of view v into S0 = d(layer4 output). */
 static int head_bwd(int v)
 {
-    memset(D_X, 0, sizeof(float) * 12845056u);
+    memset(D_X, 0, sizeof(float) * (size_t)nb * 100352u);
     if (v == 0) {
-    CK(mlp_bwd(H1_ZG, H1_DQG, D_ZG, 128, 256, 4096, 256, GROUPS, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43455552u,
+    CK(mlp_bwd(H1_ZG, H1_DQG, D_ZG, nb * 1, 256, 4096, 256, ng, nc, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43455552u,
                &(mlp_save){ H1_PRED_H1, H1_PRED_H2, H1_PRED_MEAN, H1_PRED_INVSTD },
-               GRADS + 42398784u, GRADS + 43447360u, GRADS + 43451456u, GRADS + 43455552u, D_TMP));
-    CK(mlp_bwd(H1_ZO, H1_DQO, D_ZO, 8192, 256, 4096, 256, GROUPS, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45560896u,
+               GRADS + 42398784u, GRADS + 43447360u, GRADS + 43451456u, GRADS + 43455552u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H1_ZO, H1_DQO, D_ZO, nb * 64, 256, 4096, 256, ng, nc, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45560896u,
                &(mlp_save){ H1_PRED_OBJ_H1, H1_PRED_OBJ_H2, H1_PRED_OBJ_MEAN, H1_PRED_OBJ_INVSTD },
-               GRADS + 44504128u, GRADS + 45552704u, GRADS + 45556800u, GRADS + 45560896u, D_TMP));
-    CK(mlp_bwd(H1_O, D_ZO, D_O, 8192, 2048, 4096, 256, GROUPS, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41350208u,
+               GRADS + 44504128u, GRADS + 45552704u, GRADS + 45556800u, GRADS + 45560896u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H1_O, D_ZO, D_O, nb * 64, 2048, 4096, 256, ng, nc, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41350208u,
                &(mlp_save){ H1_PROJ_OBJ_H1, H1_PROJ_OBJ_H2, H1_PROJ_OBJ_MEAN, H1_PROJ_OBJ_INVSTD },
-               GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, D_TMP));
-        CK(head_align_bwd(H1_X, H1_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+               GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, PARAM_FLOATS,
+               D_TMP));
+        CK(head_align_bwd(H1_X, H1_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     }
     else {
-    CK(mlp_bwd(H2_ZG, H2_DQG, D_ZG, 128, 256, 4096, 256, GROUPS, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43455552u,
+    CK(mlp_bwd(H2_ZG, H2_DQG, D_ZG, nb * 1, 256, 4096, 256, ng, nc, PARAMS + 42398784u, PARAMS + 43447360u, PARAMS + 43455552u,
                &(mlp_save){ H2_PRED_H1, H2_PRED_H2, H2_PRED_MEAN, H2_PRED_INVSTD },
-               GRADS + 42398784u, GRADS + 43447360u, GRADS + 43451456u, GRADS + 43455552u, D_TMP));
-    CK(mlp_bwd(H2_ZO, H2_DQO, D_ZO, 8192, 256, 4096, 256, GROUPS, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45560896u,
+               GRADS + 42398784u, GRADS + 43447360u, GRADS + 43451456u, GRADS + 43455552u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H2_ZO, H2_DQO, D_ZO, nb * 64, 256, 4096, 256, ng, nc, PARAMS + 44504128u, PARAMS + 45552704u, PARAMS + 45560896u,
                &(mlp_save){ H2_PRED_OBJ_H1, H2_PRED_OBJ_H2, H2_PRED_OBJ_MEAN, H2_PRED_OBJ_INVSTD },
-               GRADS + 44504128u, GRADS + 45552704u, GRADS + 45556800u, GRADS + 45560896u, D_TMP));
-    CK(mlp_bwd(H2_O, D_ZO, D_O, 8192, 2048, 4096, 256, GROUPS, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41350208u,
+               GRADS + 44504128u, GRADS + 45552704u, GRADS + 45556800u, GRADS + 45560896u, PARAM_FLOATS,
+               D_TMP));
+    CK(mlp_bwd(H2_O, D_ZO, D_O, nb * 64, 2048, 4096, 256, ng, nc, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41350208u,
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD },
-               GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, D_TMP));
-        CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, BATCH, CHANNELS, POSITIONS, DIM, HEADS));
+               GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, PARAM_FLOATS,
+               D_TMP));
+        CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     }
-    for (int b = 0; b < BATCH; b++)
+    for (int b = 0; b < nb; b++)
         memcpy(D_Z + (size_t)b * 50 * DIM, D_ZG + (size_t)b * DIM, sizeof(float) * DIM);
-    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, BATCH, DIM, POSITIONS);
+    head_maps_bwd(v ? H2_Z : H1_Z, v ? H2_AM : H1_AM, D_AM, D_Z, nb, DIM, POSITIONS);
     if (v == 0) {
-    CK(mlp_bwd(H1_U, D_Z, D_U, 6400, 2048, 4096, 256, GROUPS, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31904832u,
+    CK(mlp_bwd(H1_U, D_Z, D_U, nb * 50, 2048, 4096, 256, ng, nc, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31904832u,
                &(mlp_save){ H1_PROJ_H1, H1_PROJ_H2, H1_PROJ_MEAN, H1_PROJ_INVSTD },
-               GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, D_TMP));
+               GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, PARAM_FLOATS,
+               D_TMP));
     } else {
-    CK(mlp_bwd(H2_U, D_Z, D_U, 6400, 2048, 4096, 256, GROUPS, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31904832u,
+    CK(mlp_bwd(H2_U, D_Z, D_U, nb * 50, 2048, 4096, 256, ng, nc, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31904832u,
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD },
-               GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, D_TMP));
+               GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, PARAM_FLOATS,
+               D_TMP));
     }
-    head_rows_bwd(D_U, D_X, BATCH, CHANNELS, POSITIONS, 1);
+    head_rows_bwd(D_U, D_X, nb, CHANNELS, POSITIONS, 1);
     CK(lwl_act_from_plain(feat_layout, D_X, S0));
     return 0;
 }
 
-/* The loss of online view i against target view j: (1 - w) global + w local,
- * each a mean of 2 - 2 cos over its rows; the gradients of the predictions
+/* The loss of online view i against target view j over chunk k: (1 - w) global + w local,
+ * each a mean of 2 - 2 cos over the chunk's rows; the gradients of the predictions
  * accumulate (model.local_weight 0.5). */
-static double pair_loss(int i, int j)
+static double pair_loss(int i, int j, int k)
 {
-    double g = cos_loss(i ? H2_QG : H1_QG, j ? T2_ZG : T1_ZG, i ? H2_DQG : H1_DQG, BATCH, DIM, 0.5f);
-    double l = cos_loss(i ? H2_QO : H1_QO, j ? T2_ZO : T1_ZO, i ? H2_DQO : H1_DQO,
-                        BATCH * MAPS, DIM, 0.5f);
+    size_t g0 = (size_t)k * CHUNK * DIM;
+    size_t l0 = g0 * MAPS;
+    double g = cos_loss((i ? H2_QG : H1_QG) + g0, (j ? T2_ZG : T1_ZG) + g0,
+                        (i ? H2_DQG : H1_DQG) + g0, CHUNK, DIM, 0.5f);
+    double l = cos_loss((i ? H2_QO : H1_QO) + l0, (j ? T2_ZO : T1_ZO) + l0,
+                        (i ? H2_DQO : H1_DQO) + l0, CHUNK * MAPS, DIM, 0.5f);
     return g + l;
 }
 
@@ -1634,20 +1659,21 @@ static void ema_step(float m)
     ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);
 }
 
-/* One pre-training step on the two views (BATCH, 3, SIZE, SIZE) each:
+/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:
  * target forward, online forward, the symmetric loss, backward, the
- * optimiser at lr, then the target's average with momentum ema. */
+ * gradients averaged over the ranks, the optimiser at lr, then the target's
+ * average with momentum ema. *loss is the mean over the ranks. */
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,
              double *loss)
 {
     const float *views[2] = { view1, view2 };
-    size_t image = sizeof(float) * 19267584u;
-    memset(GRADS, 0, sizeof(float) * PARAM_FLOATS);
+    size_t image = sizeof(float) * (size_t)nb * 150528u;
+    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);
 
     /* target: no gradient */
     for (int v = 0; v < 2; v++) {
         memcpy(TACT, views[v], image);
-        CK(backbone_eval(TARGET, TBUFS, TACT, GROUPS, pools[2]));
+        CK(backbone_eval(TARGET, TBUFS, TACT, ng, pools[2]));
         CK(head_target(v, TACT));
     }
 
@@ -1660,11 +1686,17 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     }
 
     /* the loss over both view orders, and d(predictions) */
-    memset(H1_DQG, 0, sizeof(float) * BATCH * DIM);
-    memset(H2_DQG, 0, sizeof(float) * BATCH * DIM);
-    memset(H1_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);
-    memset(H2_DQO, 0, sizeof(float) * BATCH * MAPS * DIM);
-    *loss = pair_loss(0, 1) + pair_loss(1, 0);
+    memset(H1_DQG, 0, sizeof(float) * nb * DIM);
+    memset(H2_DQG, 0, sizeof(float) * nb * DIM);
+    memset(H1_DQO, 0, sizeof(float) * nb * MAPS * DIM);
+    memset(H2_DQO, 0, sizeof(float) * nb * MAPS * DIM);
+    *loss = 0;
+    for (int k = 0; k < nc; k++)
+        *loss += pair_loss(0, 1, k) + pair_loss(1, 0, k);
+    /* the mean over the chunks of every rank: every rank sees it, and stops together */
+    if (world > 1 && lwl_comm_sum_d(loss, 1))
+        return -1;
+    *loss /= GPUS;
     if (!isfinite(*loss))
         return 1;
 
@@ -1675,16 +1707,24 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
         CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));
     }
 
+    /* the chunks' gradients added in chunk order, then over the ranks in rank order
+     * (the same sum), then their mean */
+    for (int k = 1; k < nc; k++)
+        add_into(GRADS, GRADS + (size_t)k * PARAM_FLOATS, PARAM_FLOATS);
+    if (world > 1 && lwl_comm_sum_f(GRADS, PARAM_FLOATS))
+        return -1;
+    scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);
     optimizer_step(lr, first);
     ema_step(ema);
     return 0;
 }
 
-/* layer4's output (BATCH, CHANNELS, POSITIONS) of x (BATCH, 3, SIZE, SIZE): the
- * online backbone in eval mode with group 0's running statistics. */
+/* layer4's output (nb, CHANNELS, POSITIONS) of x (nb, 3, SIZE, SIZE): the
+ * online backbone in eval mode with group g0's running statistics (group 0's
+ * in one process and on rank 0, where evaluation runs). */
 const float *net_maps(const float *x)
 {
-    memcpy(TACT, x, sizeof(float) * 19267584u);
+    memcpy(TACT, x, sizeof(float) * (size_t)nb * 150528u);
     if (backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]) != 0)
         return NULL;
     if (lwl_act_to_plain(feat_layout, TACT + 3583770624u, TH_X) != 0) {
@@ -1694,13 +1734,13 @@ const float *net_maps(const float *x)
     return TH_X;
 }
 
-/* Pooled layer4 features (BATCH, CHANNELS) of x: the mean of net_maps. */
+/* Pooled layer4 features (nb, CHANNELS) of x: the mean of net_maps. */
 int net_features(const float *x, float *feat)
 {
     const float *f = net_maps(x);
     if (!f)
         return -1;
-    for (int i = 0; i < BATCH * CHANNELS; i++) {
+    for (int i = 0; i < nb * CHANNELS; i++) {
         double s = 0;
         for (int j = 0; j < POSITIONS; j++)
             s += f[(size_t)i * POSITIONS + j];
