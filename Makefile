@@ -69,8 +69,9 @@ $(B)/libfront.a: $(FRONT_OBJ)
 $(B)/lwlc: $(B)/compiler/main.o $(B)/libfront.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lm
 
-# ---- the runtime
+# ---- the runtime, and its CUDA side when nvcc is there
 include mk/runtime.mk
+include mk/cuda.mk
 
 # ---- tests: C units (cmocka, TAP output) and scripts, all run by prove
 UNIT_SRC := $(wildcard tests/unit/*.c)

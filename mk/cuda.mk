@@ -1,0 +1,37 @@
+# The CUDA side of the runtime, built when nvcc is found: runtime/cuda/*.cu into
+# $(B)/liblwl_cuda.a, which lwlc links into the programs it builds for --target cuda/all.
+# cuDNN, cuBLAS and NCCL come from the CUDA toolkit's directories, or from CUDNN_HOME and
+# NCCL_HOME (e.g. the nvidia-cudnn-cu13 / nvidia-nccl-cu13 Python packages).
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || \
+               { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= 80 90
+CUDNN_HOME ?= $(CUDA_HOME)
+NCCL_HOME  ?= $(CUDA_HOME)
+NVCC_GENCODE := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a))
+NVCC_INC  := -Iruntime -Iruntime/cuda -I$(CUDNN_HOME)/include -I$(NCCL_HOME)/include
+# Warnings are errors: the CUDA build must stay as clean as the C build.
+NVCC_FLAGS := -O3 -std=c++17 $(NVCC_GENCODE) --Werror all-warnings \
+              -Xcompiler -Wall,-Wextra,-Wno-unused-function -D_GNU_SOURCE
+CUDA_LIBDIRS := $(sort $(CUDA_HOME)/lib64 $(CUDNN_HOME)/lib $(CUDNN_HOME)/lib64 \
+                $(NCCL_HOME)/lib $(NCCL_HOME)/lib64)
+CUDA_LIBS := $(foreach d,$(wildcard $(CUDA_LIBDIRS)),-L$(d) -Wl,-rpath,$(d)) \
+             -lcudnn -lcublasLt -lcublas -lnccl -lcudart
+
+CUDA_SRC := $(wildcard runtime/cuda/*.cu)
+CUDA_OBJ := $(patsubst runtime/cuda/%.cu,$(B)/cuda/%.o,$(CUDA_SRC))
+
+ifneq ($(NVCC),)
+ifneq ($(CUDA_SRC),)
+all: $(B)/liblwl_cuda.a
+endif
+endif
+
+$(B)/cuda/%.o: runtime/cuda/%.cu $(wildcard runtime/cuda/*.h runtime/cuda/*.cuh) \
+               $(wildcard runtime/*.h)
+	@mkdir -p $(B)/cuda
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_INC) -c -o $@ $<
+
+$(B)/liblwl_cuda.a: $(CUDA_OBJ)
+	rm -f $@
+	ar rcs $@ $^
