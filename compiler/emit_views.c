@@ -1,6 +1,7 @@
 /* Emits views.c: one augmentation routine per view, specialised to the
  * spec. A transform with p 0 has no code, p 1 draws no coin, every parameter
- * is a literal. The runtime's loader calls region() then make() per sample. */
+ * is a literal. The runtime's loader calls region() then make() per sample,
+ * or params() in its staging mode for the GPU kernels of views.cu. */
 #include <string.h>
 
 #include "emit.h"
@@ -38,8 +39,8 @@ static void emit_region(emitter *e, const lwl_plan *p, int vi)
     }
     L("    /* resized_crop p %g scale [%g, %g] ratio [%.17g, %.17g] (%s) */", crop->p,
       crop->scale[0], crop->scale[1], crop->ratio[0], crop->ratio[1], emit_where(&crop->loc));
-    L("    static const double scale[2] = { %.17g, %.17g }, ratio[2] = { %.17g, %.17g };",
-      crop->scale[0], crop->scale[1], crop->ratio[0], crop->ratio[1]);
+    L("    static const double scale[2] = { %.17g, %.17g };", crop->scale[0], crop->scale[1]);
+    L("    static const double ratio[2] = { %.17g, %.17g };", crop->ratio[0], crop->ratio[1]);
     L("    lwl_rng_key k = { seed, epoch, index, %d, 0 };", vi + 1);
     if (crop->p < 1) {
         L("    uint32_t coin[4];");
@@ -63,12 +64,102 @@ static int open_coin(emitter *e, const lwl_op *op, int slot, int vi)
     return 1;
 }
 
+/* Whether a view draws anything from the RNG. */
+static int view_draws(const lwl_view *v)
+{
+    for (int i = 0; i < v->nops; i++) {
+        const lwl_op *op = &v->ops[i];
+        if (op->p > 0 && (op->p < 1 || op->kind == OP_RESIZED_CROP ||
+                          op->kind == OP_COLOR_JITTER || op->kind == OP_GAUSSIAN_BLUR))
+            return 1;
+    }
+    return 0;
+}
+
+/* The LWL_VP_* flag of an op that fired. */
+static const char *op_flag(lwl_op_kind k)
+{
+    static const char *const flags[OP__COUNT] = { "LWL_VP_CROP", "LWL_VP_FLIP",
+                                                  "LWL_VP_JITTER", "LWL_VP_GRAY",
+                                                  "LWL_VP_BLUR", "LWL_VP_SOLARIZE" };
+    return flags[k];
+}
+
+/* viewN_params: make()'s draws, with its keys, into a lwl_view_params. */
+static void emit_params(emitter *e, const lwl_plan *p, int vi)
+{
+    const lwl_view *v = &p->spec->augment.view[vi];
+    const lwl_op *crop = view_crop(v);
+    int shortside = p->size * 8 / 7;
+    L("/* What view %d draws for one sample, as plain values for its GPU kernel (views.cu):",
+      vi + 1);
+    L(" * view%d_make's draws, with the same keys. */", vi + 1);
+    L("static void view%d_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,",
+      vi + 1);
+    L("                         lwl_view_params *vp)");
+    L("{");
+    if (!view_draws(v)) {
+        L("    (void)seed;");
+        L("    (void)epoch;");
+        L("    (void)index;");
+    }
+    if (!crop) {
+        L("    /* no resized_crop: Resize(%d) + CenterCrop(%d), as at evaluation */", shortside,
+          p->size);
+        L("    lwl_params_resize_center_crop(vp, w, h, %d, SIZE);", shortside);
+    } else if (crop->p < 1) {
+        L("    /* resized_crop p %g (%s): else Resize(%d) + CenterCrop(%d) */", crop->p,
+          emit_where(&crop->loc), shortside, p->size);
+        L("    uint32_t coin[4];");
+        L("    lwl_rng_block(seed, epoch, index, %d, 0, 10, coin);", vi + 1);
+        L("    if (lwl_rng_u01(coin[0]) >= %.17g)", crop->p);
+        L("        lwl_params_resize_center_crop(vp, w, h, %d, SIZE);", shortside);
+        L("    else");
+        L("        lwl_params_resized_crop(vp, view%d_region(w, h, seed, epoch, index), SIZE);",
+          vi + 1);
+    } else {
+        L("    /* resized_crop p 1 (%s) */", emit_where(&crop->loc));
+        L("    lwl_params_resized_crop(vp, view%d_region(w, h, seed, epoch, index), SIZE);",
+          vi + 1);
+    }
+    for (int i = 0; i < v->nops; i++) {
+        const lwl_op *op = &v->ops[i];
+        if (op->kind == OP_RESIZED_CROP)
+            continue;
+        L("%s", "");
+        if (op->p <= 0) {
+            L("    /* %s p 0 (%s): nothing drawn */", lwl_op_names[op->kind],
+              emit_where(&op->loc));
+            continue;
+        }
+        L("    /* %s p %g (%s) */", lwl_op_names[op->kind], op->p, emit_where(&op->loc));
+        int open = open_coin(e, op, i, vi);
+        const char *in = open ? "    " : "";
+        L("%s    vp->fired |= %s;", in, op_flag(op->kind));
+        if (op->kind == OP_COLOR_JITTER) {
+            L("%s    vp->jitter = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, %d, %d },",
+              in, vi + 1, i);
+            L("%s                                   %.17g, %.17g,", in, op->brightness,
+              op->contrast);
+            L("%s                                   %.17g, %.17g);", in, op->saturation, op->hue);
+        } else if (op->kind == OP_GAUSSIAN_BLUR) {
+            L("%s    vp->sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, %d, %d },",
+              in, vi + 1, i);
+            L("%s                                 %.17g, %.17g);", in, op->sigma[0], op->sigma[1]);
+        }
+        if (open)
+            L("    }");
+    }
+    L("}");
+    L("%s", "");
+}
+
 static void emit_make(emitter *e, const lwl_plan *p, int vi)
 {
     const lwl_view *v = &p->spec->augment.view[vi];
     const lwl_op *crop = view_crop(v);
     int shortside = p->size * 8 / 7;
-    L("/* View %d (%s): ", vi + 1, emit_where(&v->loc));
+    L("/* View %d (%s):", vi + 1, emit_where(&v->loc));
     for (int i = 0; i < v->nops; i++)
         L(" *   %s p %g", lwl_op_names[v->ops[i].kind], v->ops[i].p);
     L(" * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */");
@@ -136,8 +227,10 @@ static void emit_make(emitter *e, const lwl_plan *p, int vi)
         case OP_COLOR_JITTER:
             L("%s    lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, %d, %d },",
               in, vi + 1, i);
-            L("%s                                     %.17g, %.17g, %.17g, %.17g);", in,
-              op->brightness, op->contrast, op->saturation, op->hue);
+            L("%s                                     %.17g, %.17g,", in, op->brightness,
+              op->contrast);
+            L("%s                                     %.17g, %.17g);", in, op->saturation,
+              op->hue);
             L("%s    lwl_jitter_apply(&im, &j);", in);
             L("%s    if (rec)", in);
             L("%s        lwl_rec_jitter(rec, 0, &j);", in);
@@ -148,8 +241,10 @@ static void emit_make(emitter *e, const lwl_plan *p, int vi)
             L("%s        lwl_strbuf_printf(rec, \", {\\\"op\\\": \\\"grayscale\\\"}\");", in);
             break;
         case OP_GAUSSIAN_BLUR:
-            L("%s    double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, %d, %d }, "
-              "%.17g, %.17g);", in, vi + 1, i, op->sigma[0], op->sigma[1]);
+            L("%s    double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, %d, %d },",
+              in, vi + 1, i);
+            L("%s                                    %.17g, %.17g);", in, op->sigma[0],
+              op->sigma[1]);
             L("%s    if (lwl_gaussian_blur(&im, sigma))", in);
             L("%s        return -1;", in);
             L("%s    if (rec)", in);
@@ -169,6 +264,7 @@ static void emit_make(emitter *e, const lwl_plan *p, int vi)
             L("    }");
     }
     L("    (void)first;");
+    L("    (void)im;");
     L("    if (rec)");
     L("        lwl_strbuf_printf(rec, \"]\");");
     L("    return rec && rec->oom ? -1 : 0;");
@@ -193,6 +289,7 @@ int emit_views_c(const lwl_plan *p, FILE *f)
     for (int v = 0; v < 2; v++) {
         emit_region(e, p, v);
         emit_make(e, p, v);
+        emit_params(e, p, v);
     }
     L("/* ToTensor + Normalize with mean [%g, %g, %g] and std [%g, %g, %g]. */",
       s->augment.mean[0], s->augment.mean[1], s->augment.mean[2], s->augment.std[0],
@@ -208,7 +305,8 @@ int emit_views_c(const lwl_plan *p, FILE *f)
     L("%s", "");
     L("const lwl_pipeline views_pipeline = {");
     L("    SIZE, 2,");
-    L("    { { view1_region, view1_make }, { view2_region, view2_make } },");
+    L("    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, "
+      "view2_params } },");
     L("    views_normalize,");
     L("};");
     return e->failed ? -1 : 0;

@@ -106,4 +106,32 @@ lwl_jitter lwl_sample_jitter(lwl_rng_key k, double b, double c, double s, double
 /* gaussian_blur's sigma, uniform in [lo, hi). */
 double lwl_sample_sigma(lwl_rng_key k, double lo, double hi);
 
+/* ---- the GPU views: what a view drew for one sample ---- */
+
+/* The ops of a view that fired (lwl_view_params.fired). */
+enum {
+    LWL_VP_CROP = 1 << 0,       /* resized_crop (else Resize + CenterCrop, as at evaluation) */
+    LWL_VP_FLIP = 1 << 1,
+    LWL_VP_JITTER = 1 << 2,
+    LWL_VP_GRAY = 1 << 3,
+    LWL_VP_BLUR = 1 << 4,
+    LWL_VP_SOLARIZE = 1 << 5
+};
+
+/* Everything one view drew for one sample, exactly what its make() applies; with the source
+ * pixels it reads, all that the view's GPU kernel needs. The first op scales the box `dom` of
+ * the source (the crop, or the whole image) to rw x rh and keeps the size x size window at
+ * (x0, y0) of the result; `src` (inside dom) is the box of source pixels that reads. No
+ * implicit padding (120 bytes, the same layout under cc and nvcc). */
+typedef struct lwl_view_params {
+    lwl_box src;                /* source pixels read (the view's region) */
+    lwl_box dom;                /* the box the resize scales */
+    int rw, rh, x0, y0;         /* dom becomes rw x rh; the view is the window at (x0, y0) */
+    uint32_t fired;             /* LWL_VP_* */
+    uint32_t reserved;          /* 0 */
+    lwl_jitter jitter;          /* with LWL_VP_JITTER */
+    double sigma;               /* with LWL_VP_BLUR */
+    uint64_t pixels;            /* staged: offset of src's (height, width, 3) bytes in pixels */
+} lwl_view_params;
+
 #endif

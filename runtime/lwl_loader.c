@@ -121,6 +121,25 @@ int lwl_src_resize_center_crop(const lwl_src *src, int short_side, int size, uin
                                 src->full_w, src->full_h, rw, rh, left, top, size, size, out);
 }
 
+void lwl_params_resized_crop(lwl_view_params *vp, lwl_box box, int size)
+{
+    vp->fired |= LWL_VP_CROP;
+    vp->src = vp->dom = box;
+    vp->rw = vp->rh = size;
+    vp->x0 = vp->y0 = 0;
+}
+
+void lwl_params_resize_center_crop(lwl_view_params *vp, int full_w, int full_h, int short_side,
+                                   int size)
+{
+    lwl_box whole = { 0, 0, full_h, full_w };
+
+    vp->fired &= ~(uint32_t)LWL_VP_CROP;
+    vp->dom = whole;
+    center_window(full_w, full_h, short_side, size, &vp->rw, &vp->rh, &vp->x0, &vp->y0);
+    vp->src = lwl_resize_window_box(full_w, full_h, vp->rw, vp->rh, vp->x0, vp->y0, size, size);
+}
+
 /* ---- one sample ---- */
 
 static lwl_box box_union(lwl_box a, lwl_box b)
@@ -194,6 +213,13 @@ static int eval_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t
     return lwl_src_resize_center_crop(src, eval_cfg.size * 8 / 7, eval_cfg.size, out);
 }
 
+static void eval_params(int full_w, int full_h, uint64_t seed, uint32_t epoch, uint32_t index,
+                        lwl_view_params *vp)
+{
+    (void)seed, (void)epoch, (void)index;
+    lwl_params_resize_center_crop(vp, full_w, full_h, eval_cfg.size * 8 / 7, eval_cfg.size);
+}
+
 static const double linear_scale[2] = { 0.08, 1.0 }, linear_ratio[2] = { 3.0 / 4.0, 4.0 / 3.0 };
 
 static lwl_box linear_region(int full_w, int full_h, uint64_t seed, uint32_t epoch,
@@ -226,6 +252,17 @@ static int linear_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32
     return 0;
 }
 
+static void linear_params(int full_w, int full_h, uint64_t seed, uint32_t epoch,
+                          uint32_t index, lwl_view_params *vp)
+{
+    lwl_rng_key flip = { seed, epoch, index, 1, 1 };
+
+    lwl_params_resized_crop(vp, linear_region(full_w, full_h, seed, epoch, index),
+                            eval_cfg.size);
+    if (lwl_sample_coin(flip, 0.5))
+        vp->fired |= LWL_VP_FLIP;
+}
+
 void lwl_eval_normalize(const uint8_t *u8, float *chw)
 {
     lwl_normalize_u8(u8, (size_t)eval_cfg.size * eval_cfg.size, eval_cfg.mean, eval_cfg.std,
@@ -234,7 +271,7 @@ void lwl_eval_normalize(const uint8_t *u8, float *chw)
 
 lwl_view_def lwl_eval_view(const lwl_eval_cfg *cfg)
 {
-    lwl_view_def v = { eval_region, eval_make };
+    lwl_view_def v = { eval_region, eval_make, eval_params };
 
     lwl_eval_configure(cfg);
     return v;
@@ -242,7 +279,7 @@ lwl_view_def lwl_eval_view(const lwl_eval_cfg *cfg)
 
 lwl_view_def lwl_linear_train_view(const lwl_eval_cfg *cfg)
 {
-    lwl_view_def v = { linear_region, linear_make };
+    lwl_view_def v = { linear_region, linear_make, linear_params };
 
     lwl_eval_configure(cfg);
     return v;
@@ -250,7 +287,7 @@ lwl_view_def lwl_linear_train_view(const lwl_eval_cfg *cfg)
 
 lwl_pipeline lwl_eval_pipeline(const lwl_eval_cfg *cfg)
 {
-    lwl_pipeline p = { cfg->size, 1, { lwl_eval_view(cfg), { NULL, NULL } },
+    lwl_pipeline p = { cfg->size, 1, { lwl_eval_view(cfg), { NULL, NULL, NULL } },
                        lwl_eval_normalize };
 
     return p;
@@ -258,7 +295,7 @@ lwl_pipeline lwl_eval_pipeline(const lwl_eval_cfg *cfg)
 
 lwl_pipeline lwl_linear_train_pipeline(const lwl_eval_cfg *cfg)
 {
-    lwl_pipeline p = { cfg->size, 1, { lwl_linear_train_view(cfg), { NULL, NULL } },
+    lwl_pipeline p = { cfg->size, 1, { lwl_linear_train_view(cfg), { NULL, NULL, NULL } },
                        lwl_eval_normalize };
 
     return p;

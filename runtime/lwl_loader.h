@@ -37,6 +37,10 @@ typedef struct lwl_view_def {
      * NULL, appends the JSON array of the ops that fired (params.jsonl's "ops"). 0 or -1. */
     int (*make)(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t index,
                 uint8_t *out, lwl_strbuf *rec);
+    /* What make() draws for this sample, as plain values for the GPU kernel (vp->src is
+     * region()'s box; vp->pixels is left 0). NULL: the view cannot be staged. */
+    void (*params)(int full_w, int full_h, uint64_t seed, uint32_t epoch, uint32_t index,
+                   lwl_view_params *vp);
 } lwl_view_def;
 
 typedef struct lwl_pipeline {
@@ -56,6 +60,12 @@ int lwl_src_resized_crop(const lwl_src *src, lwl_box box, int size, uint8_t *out
  * lwl_resize_center_crop_box(full_w, full_h, short_side, size). */
 int lwl_src_resize_center_crop(const lwl_src *src, int short_side, int size, uint8_t *out);
 lwl_box lwl_resize_center_crop_box(int full_w, int full_h, int short_side, int size);
+
+/* The first op's part of params(): vp->src, dom, rw, rh, x0, y0 (and LWL_VP_CROP) of a
+ * resized_crop of `box`, or of Resize(short_side) + CenterCrop(size) of the whole image. */
+void lwl_params_resized_crop(lwl_view_params *vp, lwl_box box, int size);
+void lwl_params_resize_center_crop(lwl_view_params *vp, int full_w, int full_h, int short_side,
+                                   int size);
 
 /* Appends the JSON of the ops (no brackets, comma-led unless first): */
 void lwl_rec_resized_crop(lwl_strbuf *rec, int first, lwl_box b);

@@ -191,7 +191,7 @@ static int run_loader(const lwl_pipeline *p, const lwl_dataset *ds, uint64_t see
 
 int main(int argc, char **argv)
 {
-    lwl_pipeline p = { 0, 2, { { region_v1, make_v1 }, { region_v2, make_v2 } },
+    lwl_pipeline p = { 0, 2, { { region_v1, make_v1, NULL }, { region_v2, make_v2, NULL } },
                        normalize_imagenet };
     lwl_data_cfg dc = { 0 };
     lwl_phase_ctx c = { 0 };

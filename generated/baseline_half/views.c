@@ -12,13 +12,14 @@
 static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (baseline_half.lwl:7) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 1, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 1 (baseline_half.lwl:6): 
+/* View 1 (baseline_half.lwl:6):
  *   resized_crop p 1
  *   horizontal_flip p 0.25
  *   color_jitter p 0.4
@@ -51,7 +52,8 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
     /* color_jitter p 0.4 (baseline_half.lwl:9) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 2 }, 0.40000000000000002)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 1, 2 },
-                                         0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
+                                         0.40000000000000002, 0.40000000000000002,
+                                         0.20000000000000001, 0.10000000000000001);
         lwl_jitter_apply(&im, &j);
         if (rec)
             lwl_rec_jitter(rec, 0, &j);
@@ -66,7 +68,8 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
 
     /* gaussian_blur p 0.5 (baseline_half.lwl:11) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 4 }, 0.5)) {
-        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 4 }, 0.10000000000000001, 2);
+        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 4 },
+                                        0.10000000000000001, 2);
         if (lwl_gaussian_blur(&im, sigma))
             return -1;
         if (rec)
@@ -75,22 +78,60 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
 
     /* solarize p 0 (baseline_half.lwl:12): no code */
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 1 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view1_make's draws, with the same keys. */
+static void view1_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (baseline_half.lwl:7) */
+    lwl_params_resized_crop(vp, view1_region(w, h, seed, epoch, index), SIZE);
+
+    /* horizontal_flip p 0.25 (baseline_half.lwl:8) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 1 }, 0.25)) {
+        vp->fired |= LWL_VP_FLIP;
+    }
+
+    /* color_jitter p 0.4 (baseline_half.lwl:9) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 2 }, 0.40000000000000002)) {
+        vp->fired |= LWL_VP_JITTER;
+        vp->jitter = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 1, 2 },
+                                       0.40000000000000002, 0.40000000000000002,
+                                       0.20000000000000001, 0.10000000000000001);
+    }
+
+    /* grayscale p 0.1 (baseline_half.lwl:10) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 3 }, 0.10000000000000001)) {
+        vp->fired |= LWL_VP_GRAY;
+    }
+
+    /* gaussian_blur p 0.5 (baseline_half.lwl:11) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 4 }, 0.5)) {
+        vp->fired |= LWL_VP_BLUR;
+        vp->sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 4 },
+                                     0.10000000000000001, 2);
+    }
+
+    /* solarize p 0 (baseline_half.lwl:12): nothing drawn */
 }
 
 /* The source box view 2 reads for one sample. */
 static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (baseline_half.lwl:15) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 2, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 2 (baseline_half.lwl:14): 
+/* View 2 (baseline_half.lwl:14):
  *   resized_crop p 1
  *   horizontal_flip p 0.25
  *   color_jitter p 0.4
@@ -123,7 +164,8 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
     /* color_jitter p 0.4 (baseline_half.lwl:17) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 2 }, 0.40000000000000002)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 2, 2 },
-                                         0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
+                                         0.40000000000000002, 0.40000000000000002,
+                                         0.20000000000000001, 0.10000000000000001);
         lwl_jitter_apply(&im, &j);
         if (rec)
             lwl_rec_jitter(rec, 0, &j);
@@ -138,7 +180,8 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
 
     /* gaussian_blur p 0.05 (baseline_half.lwl:19) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 4 }, 0.050000000000000003)) {
-        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 4 }, 0.10000000000000001, 2);
+        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 4 },
+                                        0.10000000000000001, 2);
         if (lwl_gaussian_blur(&im, sigma))
             return -1;
         if (rec)
@@ -152,9 +195,49 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_strbuf_printf(rec, ", {\"op\": \"solarize\", \"threshold\": 128}");
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 2 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view2_make's draws, with the same keys. */
+static void view2_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (baseline_half.lwl:15) */
+    lwl_params_resized_crop(vp, view2_region(w, h, seed, epoch, index), SIZE);
+
+    /* horizontal_flip p 0.25 (baseline_half.lwl:16) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 1 }, 0.25)) {
+        vp->fired |= LWL_VP_FLIP;
+    }
+
+    /* color_jitter p 0.4 (baseline_half.lwl:17) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 2 }, 0.40000000000000002)) {
+        vp->fired |= LWL_VP_JITTER;
+        vp->jitter = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 2, 2 },
+                                       0.40000000000000002, 0.40000000000000002,
+                                       0.20000000000000001, 0.10000000000000001);
+    }
+
+    /* grayscale p 0.1 (baseline_half.lwl:18) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 3 }, 0.10000000000000001)) {
+        vp->fired |= LWL_VP_GRAY;
+    }
+
+    /* gaussian_blur p 0.05 (baseline_half.lwl:19) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 4 }, 0.050000000000000003)) {
+        vp->fired |= LWL_VP_BLUR;
+        vp->sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 4 },
+                                     0.10000000000000001, 2);
+    }
+
+    /* solarize p 0.1 (baseline_half.lwl:20) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 5 }, 0.10000000000000001)) {
+        vp->fired |= LWL_VP_SOLARIZE;
+    }
 }
 
 /* ToTensor + Normalize with mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]. */
@@ -167,6 +250,6 @@ static void views_normalize(const uint8_t *u8, float *chw)
 
 const lwl_pipeline views_pipeline = {
     SIZE, 2,
-    { { view1_region, view1_make }, { view2_region, view2_make } },
+    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, view2_params } },
     views_normalize,
 };

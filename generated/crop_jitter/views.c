@@ -12,13 +12,14 @@
 static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (crop_jitter.lwl:6) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 1, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 1 (crop_jitter.lwl:5): 
+/* View 1 (crop_jitter.lwl:5):
  *   resized_crop p 1
  *   color_jitter p 0.8
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
@@ -40,28 +41,48 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
     /* color_jitter p 0.8 (crop_jitter.lwl:7) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 1 }, 0.80000000000000004)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 1, 1 },
-                                         0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
+                                         0.40000000000000002, 0.40000000000000002,
+                                         0.20000000000000001, 0.10000000000000001);
         lwl_jitter_apply(&im, &j);
         if (rec)
             lwl_rec_jitter(rec, 0, &j);
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 1 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view1_make's draws, with the same keys. */
+static void view1_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (crop_jitter.lwl:6) */
+    lwl_params_resized_crop(vp, view1_region(w, h, seed, epoch, index), SIZE);
+
+    /* color_jitter p 0.8 (crop_jitter.lwl:7) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 1 }, 0.80000000000000004)) {
+        vp->fired |= LWL_VP_JITTER;
+        vp->jitter = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 1, 1 },
+                                       0.40000000000000002, 0.40000000000000002,
+                                       0.20000000000000001, 0.10000000000000001);
+    }
 }
 
 /* The source box view 2 reads for one sample. */
 static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (crop_jitter.lwl:10) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 2, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 2 (crop_jitter.lwl:9): 
+/* View 2 (crop_jitter.lwl:9):
  *   resized_crop p 1
  *   color_jitter p 0.8
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
@@ -83,15 +104,34 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
     /* color_jitter p 0.8 (crop_jitter.lwl:11) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 1 }, 0.80000000000000004)) {
         lwl_jitter j = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 2, 1 },
-                                         0.40000000000000002, 0.40000000000000002, 0.20000000000000001, 0.10000000000000001);
+                                         0.40000000000000002, 0.40000000000000002,
+                                         0.20000000000000001, 0.10000000000000001);
         lwl_jitter_apply(&im, &j);
         if (rec)
             lwl_rec_jitter(rec, 0, &j);
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 2 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view2_make's draws, with the same keys. */
+static void view2_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (crop_jitter.lwl:10) */
+    lwl_params_resized_crop(vp, view2_region(w, h, seed, epoch, index), SIZE);
+
+    /* color_jitter p 0.8 (crop_jitter.lwl:11) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 1 }, 0.80000000000000004)) {
+        vp->fired |= LWL_VP_JITTER;
+        vp->jitter = lwl_sample_jitter((lwl_rng_key){ seed, epoch, index, 2, 1 },
+                                       0.40000000000000002, 0.40000000000000002,
+                                       0.20000000000000001, 0.10000000000000001);
+    }
 }
 
 /* ToTensor + Normalize with mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]. */
@@ -104,6 +144,6 @@ static void views_normalize(const uint8_t *u8, float *chw)
 
 const lwl_pipeline views_pipeline = {
     SIZE, 2,
-    { { view1_region, view1_make }, { view2_region, view2_make } },
+    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, view2_params } },
     views_normalize,
 };

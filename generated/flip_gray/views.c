@@ -18,7 +18,7 @@ static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_
     return lwl_resize_center_crop_box(w, h, 256, SIZE);
 }
 
-/* View 1 (flip_gray.lwl:5): 
+/* View 1 (flip_gray.lwl:5):
  *   horizontal_flip p 0.5
  *   grayscale p 0.2
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
@@ -53,9 +53,29 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_strbuf_printf(rec, ", {\"op\": \"grayscale\"}");
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 1 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view1_make's draws, with the same keys. */
+static void view1_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* no resized_crop: Resize(256) + CenterCrop(224), as at evaluation */
+    lwl_params_resize_center_crop(vp, w, h, 256, SIZE);
+
+    /* horizontal_flip p 0.5 (flip_gray.lwl:6) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 0 }, 0.5)) {
+        vp->fired |= LWL_VP_FLIP;
+    }
+
+    /* grayscale p 0.2 (flip_gray.lwl:7) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 1, 1 }, 0.20000000000000001)) {
+        vp->fired |= LWL_VP_GRAY;
+    }
 }
 
 /* The source box view 2 reads for one sample. */
@@ -68,7 +88,7 @@ static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_
     return lwl_resize_center_crop_box(w, h, 256, SIZE);
 }
 
-/* View 2 (flip_gray.lwl:9): 
+/* View 2 (flip_gray.lwl:9):
  *   horizontal_flip p 0.5
  *   grayscale p 0.2
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
@@ -103,9 +123,29 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
             lwl_strbuf_printf(rec, ", {\"op\": \"grayscale\"}");
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 2 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view2_make's draws, with the same keys. */
+static void view2_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* no resized_crop: Resize(256) + CenterCrop(224), as at evaluation */
+    lwl_params_resize_center_crop(vp, w, h, 256, SIZE);
+
+    /* horizontal_flip p 0.5 (flip_gray.lwl:10) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 0 }, 0.5)) {
+        vp->fired |= LWL_VP_FLIP;
+    }
+
+    /* grayscale p 0.2 (flip_gray.lwl:11) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 1 }, 0.20000000000000001)) {
+        vp->fired |= LWL_VP_GRAY;
+    }
 }
 
 /* ToTensor + Normalize with mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]. */
@@ -118,6 +158,6 @@ static void views_normalize(const uint8_t *u8, float *chw)
 
 const lwl_pipeline views_pipeline = {
     SIZE, 2,
-    { { view1_region, view1_make }, { view2_region, view2_make } },
+    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, view2_params } },
     views_normalize,
 };

@@ -18,7 +18,7 @@ static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_
     return lwl_resize_center_crop_box(w, h, 256, SIZE);
 }
 
-/* View 1 (gaussian_blur.lwl:6): 
+/* View 1 (gaussian_blur.lwl:6):
  *   gaussian_blur p 1
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
 static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t index,
@@ -39,15 +39,31 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
     first = 0;
 
     /* gaussian_blur p 1 (gaussian_blur.lwl:7) */
-    double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 0 }, 0.10000000000000001, 2);
+    double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 0 },
+                                    0.10000000000000001, 2);
     if (lwl_gaussian_blur(&im, sigma))
         return -1;
     if (rec)
         lwl_strbuf_printf(rec, ", {\"op\": \"gaussian_blur\", \"sigma\": %.17g}", sigma);
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 1 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view1_make's draws, with the same keys. */
+static void view1_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* no resized_crop: Resize(256) + CenterCrop(224), as at evaluation */
+    lwl_params_resize_center_crop(vp, w, h, 256, SIZE);
+
+    /* gaussian_blur p 1 (gaussian_blur.lwl:7) */
+    vp->fired |= LWL_VP_BLUR;
+    vp->sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 1, 0 },
+                                 0.10000000000000001, 2);
 }
 
 /* The source box view 2 reads for one sample. */
@@ -60,7 +76,7 @@ static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_
     return lwl_resize_center_crop_box(w, h, 256, SIZE);
 }
 
-/* View 2 (gaussian_blur.lwl:9): 
+/* View 2 (gaussian_blur.lwl:9):
  *   gaussian_blur p 0.1
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
 static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t index,
@@ -82,16 +98,34 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
 
     /* gaussian_blur p 0.1 (gaussian_blur.lwl:10) */
     if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 0 }, 0.10000000000000001)) {
-        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 0 }, 0.10000000000000001, 2);
+        double sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 0 },
+                                        0.10000000000000001, 2);
         if (lwl_gaussian_blur(&im, sigma))
             return -1;
         if (rec)
             lwl_strbuf_printf(rec, ", {\"op\": \"gaussian_blur\", \"sigma\": %.17g}", sigma);
     }
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 2 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view2_make's draws, with the same keys. */
+static void view2_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* no resized_crop: Resize(256) + CenterCrop(224), as at evaluation */
+    lwl_params_resize_center_crop(vp, w, h, 256, SIZE);
+
+    /* gaussian_blur p 0.1 (gaussian_blur.lwl:10) */
+    if (lwl_sample_coin((lwl_rng_key){ seed, epoch, index, 2, 0 }, 0.10000000000000001)) {
+        vp->fired |= LWL_VP_BLUR;
+        vp->sigma = lwl_sample_sigma((lwl_rng_key){ seed, epoch, index, 2, 0 },
+                                     0.10000000000000001, 2);
+    }
 }
 
 /* ToTensor + Normalize with mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]. */
@@ -104,6 +138,6 @@ static void views_normalize(const uint8_t *u8, float *chw)
 
 const lwl_pipeline views_pipeline = {
     SIZE, 2,
-    { { view1_region, view1_make }, { view2_region, view2_make } },
+    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, view2_params } },
     views_normalize,
 };

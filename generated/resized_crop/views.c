@@ -12,13 +12,14 @@
 static lwl_box view1_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (resized_crop.lwl:6) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 1, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 1 (resized_crop.lwl:5): 
+/* View 1 (resized_crop.lwl:5):
  *   resized_crop p 1
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
 static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t index,
@@ -36,22 +37,33 @@ static int view1_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
         lwl_rec_resized_crop(rec, 1, box);
     first = 0;
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 1 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view1_make's draws, with the same keys. */
+static void view1_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (resized_crop.lwl:6) */
+    lwl_params_resized_crop(vp, view1_region(w, h, seed, epoch, index), SIZE);
 }
 
 /* The source box view 2 reads for one sample. */
 static lwl_box view2_region(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index)
 {
     /* resized_crop p 1 scale [0.2, 1] ratio [0.75, 1.3333333333333333] (resized_crop.lwl:9) */
-    static const double scale[2] = { 0.20000000000000001, 1 }, ratio[2] = { 0.75, 1.3333333333333333 };
+    static const double scale[2] = { 0.20000000000000001, 1 };
+    static const double ratio[2] = { 0.75, 1.3333333333333333 };
     lwl_rng_key k = { seed, epoch, index, 2, 0 };
     int fallback;
     return lwl_sample_resized_crop(k, w, h, scale, ratio, &fallback);
 }
 
-/* View 2 (resized_crop.lwl:8): 
+/* View 2 (resized_crop.lwl:8):
  *   resized_crop p 1
  * out is SIZE x SIZE x 3 uint8; rec collects the ops that fired. */
 static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_t index,
@@ -69,9 +81,19 @@ static int view2_make(const lwl_src *src, uint64_t seed, uint32_t epoch, uint32_
         lwl_rec_resized_crop(rec, 1, box);
     first = 0;
     (void)first;
+    (void)im;
     if (rec)
         lwl_strbuf_printf(rec, "]");
     return rec && rec->oom ? -1 : 0;
+}
+
+/* What view 2 draws for one sample, as plain values for its GPU kernel (views.cu):
+ * view2_make's draws, with the same keys. */
+static void view2_params(int w, int h, uint64_t seed, uint32_t epoch, uint32_t index,
+                         lwl_view_params *vp)
+{
+    /* resized_crop p 1 (resized_crop.lwl:9) */
+    lwl_params_resized_crop(vp, view2_region(w, h, seed, epoch, index), SIZE);
 }
 
 /* ToTensor + Normalize with mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225]. */
@@ -84,6 +106,6 @@ static void views_normalize(const uint8_t *u8, float *chw)
 
 const lwl_pipeline views_pipeline = {
     SIZE, 2,
-    { { view1_region, view1_make }, { view2_region, view2_make } },
+    { { view1_region, view1_make, view1_params }, { view2_region, view2_make, view2_params } },
     views_normalize,
 };
