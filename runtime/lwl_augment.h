@@ -106,7 +106,7 @@ lwl_jitter lwl_sample_jitter(lwl_rng_key k, double b, double c, double s, double
 /* gaussian_blur's sigma, uniform in [lo, hi). */
 double lwl_sample_sigma(lwl_rng_key k, double lo, double hi);
 
-/* ---- the GPU views: what a view drew for one sample ---- */
+/* ---- the GPU views: what a view drew for one sample, and a batch staged for the GPU ---- */
 
 /* The ops of a view that fired (lwl_view_params.fired). */
 enum {
@@ -133,5 +133,18 @@ typedef struct lwl_view_params {
     double sigma;               /* with LWL_VP_BLUR */
     uint64_t pixels;            /* staged: offset of src's (height, width, 3) bytes in pixels */
 } lwl_view_params;
+
+/* A batch staged for the GPU (the loader's staging mode): every sample's view params and the
+ * source pixels each view reads, in one block so that one copy uploads it all:
+ *   base: params (n * nviews, sample-major: params[i * nviews + v]) | zeros to pixel_off |
+ *         pixels (view by view in that order, each starting at a multiple of 16, zero-padded)
+ * The bytes [0, bytes) of base are a function of (seed, epoch, split) alone. */
+typedef struct lwl_stage {
+    int n, nviews, size;            /* samples, views per sample, the views' side */
+    void *base;                     /* the block (the loader's staging allocator) */
+    size_t pixel_off, bytes, cap;   /* pixels start at pixel_off; in use; allocated */
+    const lwl_view_params *params;  /* base */
+    const uint8_t *pixels;          /* base + pixel_off */
+} lwl_stage;
 
 #endif

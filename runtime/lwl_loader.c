@@ -1,6 +1,7 @@
 /* The loader: sample order per epoch (Philox Fisher-Yates), each sample decoded once for
- * both views (the union of their regions), worker threads filling a ring of batches; and
- * the two fixed evaluation views. Every output is a pure function of (seed, epoch, split). */
+ * both views (the union of their regions), worker threads filling a ring of batches with
+ * the views or, staging for the GPU, their params and source pixels; and the two fixed
+ * evaluation views. Every output is a pure function of (seed, epoch, split). */
 #include "lwl_loader.h"
 
 #include <math.h>
@@ -152,6 +153,28 @@ static lwl_box box_union(lwl_box a, lwl_box b)
     return u;
 }
 
+/* Reads the file (*buf, malloc'd) and its size from the header into src->full_w, full_h.
+ * 0, or -1 (st says why). */
+static int sample_read(const char *path, uint8_t **buf, size_t *len, lwl_src *src,
+                       lwl_decode_status *st)
+{
+    *buf = NULL;
+    if (lwl_read_file(path, buf, len, st))
+        return -1;
+    return lwl_image_size(*buf, *len, &src->full_w, &src->full_h, st);
+}
+
+/* Decodes the union of boxes b[0..n) into src. 0, or -1. */
+static int sample_decode(const uint8_t *buf, size_t len, const lwl_box *b, int n, lwl_src *src,
+                         lwl_decode_status *st)
+{
+    lwl_box box = b[0];
+
+    for (int v = 1; v < n; v++)
+        box = box_union(box, b[v]);
+    return lwl_decode_region(buf, len, box, &src->im, &src->ox, &src->oy, st);
+}
+
 int lwl_sample_views(const lwl_pipeline *p, const char *path, uint64_t seed, uint32_t epoch,
                      uint32_t index, uint8_t *out[2], lwl_strbuf *rec[2],
                      lwl_decode_status *st)
@@ -159,17 +182,15 @@ int lwl_sample_views(const lwl_pipeline *p, const char *path, uint64_t seed, uin
     lwl_src src = { { 0, 0, NULL }, 0, 0, 0, 0 };
     uint8_t *buf = NULL;
     size_t len;
-    lwl_box box;
+    lwl_box box[2];
     int rc = -1;
 
     /* The header gives the size the regions are drawn for; the union is decoded. */
-    if (lwl_read_file(path, &buf, &len, st) ||
-        lwl_image_size(buf, len, &src.full_w, &src.full_h, st))
+    if (sample_read(path, &buf, &len, &src, st))
         goto done;
-    box = p->view[0].region(src.full_w, src.full_h, seed, epoch, index);
-    for (int v = 1; v < p->nviews; v++)
-        box = box_union(box, p->view[v].region(src.full_w, src.full_h, seed, epoch, index));
-    if (lwl_decode_region(buf, len, box, &src.im, &src.ox, &src.oy, st))
+    for (int v = 0; v < p->nviews; v++)
+        box[v] = p->view[v].region(src.full_w, src.full_h, seed, epoch, index);
+    if (sample_decode(buf, len, box, p->nviews, &src, st))
         goto done;
 
     /* The views, from the same decoded pixels. */
@@ -183,6 +204,30 @@ int lwl_sample_views(const lwl_pipeline *p, const char *path, uint64_t seed, uin
         if (rec[v] && rec[v]->oom)
             rc = -2;
     lwl_image_free(&src.im);
+done:
+    free(buf);
+    return rc;
+}
+
+int lwl_sample_stage(const lwl_pipeline *p, const char *path, uint64_t seed, uint32_t epoch,
+                     uint32_t index, lwl_view_params vp[2], lwl_src *src, lwl_decode_status *st)
+{
+    uint8_t *buf = NULL;
+    size_t len;
+    lwl_box box[2];
+    int rc = -1;
+
+    memset(src, 0, sizeof *src);
+    if (sample_read(path, &buf, &len, src, st))
+        goto done;
+    for (int v = 0; v < p->nviews; v++) {
+        memset(&vp[v], 0, sizeof vp[v]);
+        p->view[v].params(src->full_w, src->full_h, seed, epoch, index, &vp[v]);
+        box[v] = vp[v].src;
+    }
+    if (sample_decode(buf, len, box, p->nviews, src, st))
+        goto done;
+    rc = 0;
 done:
     free(buf);
     return rc;
@@ -341,12 +386,21 @@ void lwl_batch_span(size_t n, int batch, int world, int rank, int b, size_t *sta
 
 /* ---- the loader ---- */
 
+/* Staging mode: one sample of a batch until the batch is staged. */
+typedef struct {
+    lwl_src src;                /* the decoded union of its views' boxes */
+    lwl_view_params vp[2];
+} ld_row;
+
 /* One ring entry: the buffers of one batch and how far it is. */
 typedef struct {
-    float *view[2];     /* (batch, 3, S, S) */
+    float *view[2];     /* (batch, 3, S, S); NULL in staging mode */
     int64_t *label;
     uint32_t *index;
+    ld_row *rows;       /* (batch) staging mode */
+    lwl_stage st;       /* staging mode: the staged batch */
     int b, count, done; /* the batch it holds, its samples, samples finished */
+    int staged;         /* staging mode: st holds the batch */
 } ld_slot;
 
 enum { ITEM_UNKNOWN, ITEM_BAD, ITEM_WARNED };
@@ -432,10 +486,15 @@ static int ld_fill(lwl_loader *ld, ld_slot *s, int j, size_t idx, uint8_t *u8[2]
 
     for (size_t t = 0; t < ld->cfg.n; t++) {
         size_t c = (idx + t) % ld->cfg.n;
+        int rc;
 
         if (ld_known_bad(ld, c))
             continue;
-        int rc = lwl_sample_views(p, ld->cfg.items[c].path, ld->cfg.seed, ld->epoch,
+        if (ld->cfg.stage)
+            rc = lwl_sample_stage(p, ld->cfg.items[c].path, ld->cfg.seed, ld->epoch,
+                                  (uint32_t)c, s->rows[j].vp, &s->rows[j].src, &st);
+        else
+            rc = lwl_sample_views(p, ld->cfg.items[c].path, ld->cfg.seed, ld->epoch,
                                   (uint32_t)c, u8, NULL, &st);
         if (rc == -2) {
             ld_fail(ld, "out of memory making views");
@@ -447,7 +506,7 @@ static int ld_fill(lwl_loader *ld, ld_slot *s, int j, size_t idx, uint8_t *u8[2]
         }
         if (st.warning)
             ld_report(ld, c, &st, 0);
-        for (int v = 0; v < p->nviews; v++)
+        for (int v = 0; !ld->cfg.stage && v < p->nviews; v++)
             p->normalize(u8[v], s->view[v] + (size_t)j * ld->plane);
         s->label[j] = ld->cfg.items[c].label;
         s->index[j] = (uint32_t)c;
@@ -457,17 +516,106 @@ static int ld_fill(lwl_loader *ld, ld_slot *s, int j, size_t idx, uint8_t *u8[2]
     return -1;
 }
 
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+/* Gives a staging block back to its allocator. */
+static void ld_block_free(lwl_loader *ld, void *p)
+{
+    if (p && ld->cfg.stage_free)
+        ld->cfg.stage_free(ld->cfg.stage_arg, p);
+    else
+        free(p);
+}
+
+static void ld_rows_free(lwl_loader *ld, ld_slot *s)
+{
+    for (int j = 0; s->rows && j < ld->cfg.batch; j++)
+        lwl_image_free(&s->rows[j].src.im);
+}
+
+/* Staging mode: puts the finished batch of slot s into its block (lwl_stage's layout; rows
+ * in order, so the bytes do not depend on which worker did which sample), growing the block
+ * when it is too small, and frees the decoded rows. 0, or -1 (loader failed). */
+static int ld_stage(lwl_loader *ld, ld_slot *s)
+{
+    const int nv = ld->cfg.pipe->nviews;
+    lwl_stage *g = &s->st;
+    size_t off = align_up((size_t)s->count * nv * sizeof(lwl_view_params), 256), end = off;
+
+    /* Where every view's pixels go. */
+    for (int j = 0; j < s->count; j++)
+        for (int v = 0; v < nv; v++) {
+            lwl_view_params *vp = &s->rows[j].vp[v];
+
+            vp->pixels = end - off;
+            end += align_up((size_t)vp->src.width * vp->src.height * 3, 16);
+        }
+    if (end > g->cap) {
+        size_t want = end + end / 4;
+        char why[160] = "out of memory";
+        void *nb = ld->cfg.stage_alloc
+                       ? ld->cfg.stage_alloc(ld->cfg.stage_arg, want, why, sizeof why)
+                       : malloc(want);
+
+        if (!nb) {
+            char msg[300];
+
+            snprintf(msg, sizeof msg, "cannot allocate %zu bytes to stage a batch: %s", want,
+                     why);
+            ld_fail(ld, msg);
+            return -1;
+        }
+        ld_block_free(ld, g->base);
+        g->base = nb;
+        g->cap = want;
+    }
+
+    /* The params, then each view's source box cut from the sample's decoded union. */
+    uint8_t *base = g->base;
+    memset(base, 0, off);
+    for (int j = 0; j < s->count; j++) {
+        const ld_row *r = &s->rows[j];
+
+        for (int v = 0; v < nv; v++) {
+            const lwl_view_params *vp = &r->vp[v];
+            lwl_box b = vp->src;
+            size_t row = (size_t)b.width * 3, n = row * b.height;
+            uint8_t *o = base + off + vp->pixels;
+
+            memcpy(base + ((size_t)j * nv + v) * sizeof *vp, vp, sizeof *vp);
+            for (int y = 0; y < b.height; y++)
+                memcpy(o + y * row, r->src.im.px + ((size_t)(b.top - r->src.oy + y) *
+                                                    r->src.im.w + (b.left - r->src.ox)) * 3,
+                       row);
+            memset(o + n, 0, align_up(n, 16) - n);
+        }
+    }
+    ld_rows_free(ld, s);
+    g->n = s->count;
+    g->nviews = nv;
+    g->size = ld->cfg.pipe->size;
+    g->pixel_off = off;
+    g->bytes = end;
+    g->params = (const lwl_view_params *)g->base;
+    g->pixels = base + off;
+    return 0;
+}
+
 static void *ld_worker(void *arg)
 {
     lwl_loader *ld = arg;
     size_t npx = (size_t)ld->cfg.pipe->size * ld->cfg.pipe->size * 3;
-    uint8_t *u8[2] = { malloc(npx * 2), NULL };
+    uint8_t *u8[2] = { ld->cfg.stage ? NULL : malloc(npx * 2), NULL };
 
-    if (!u8[0]) {
+    if (!ld->cfg.stage && !u8[0]) {
         ld_fail(ld, "out of memory for a worker");
         return NULL;
     }
-    u8[1] = u8[0] + npx;
+    if (u8[0])
+        u8[1] = u8[0] + npx;
     pthread_mutex_lock(&ld->mu);
     for (;;) {
         /* The next sample whose batch has a free slot. */
@@ -489,9 +637,17 @@ static void *ld_worker(void *arg)
         pthread_mutex_unlock(&ld->mu);
         int rc = ld_fill(ld, s, j, ld->order[start + (size_t)j], u8);
         pthread_mutex_lock(&ld->mu);
-        ld->busy--;
-        if (rc == 0 && ++s->done == s->count)
+        if (rc == 0 && ++s->done == s->count) {
+            /* The last sample of its batch: staged by this worker, out of the lock. */
+            if (ld->cfg.stage) {
+                pthread_mutex_unlock(&ld->mu);
+                rc = ld_stage(ld, s);
+                pthread_mutex_lock(&ld->mu);
+                s->staged = rc == 0;
+            }
             pthread_cond_broadcast(&ld->ready);
+        }
+        ld->busy--;
         if (ld->busy == 0)
             pthread_cond_broadcast(&ld->idle);
     }
@@ -509,6 +665,14 @@ static void ld_slot_assign(lwl_loader *ld, int b)
     s->b = b;
     s->done = 0;
     lwl_batch_span(ld->cfg.n, ld->cfg.batch, ld->cfg.world, ld->cfg.rank, b, &start, &s->count);
+
+    /* Staging: rows of an abandoned batch are dropped; an empty batch is staged as it is. */
+    ld_rows_free(ld, s);
+    s->staged = s->count == 0;
+    s->st.n = 0;
+    s->st.nviews = ld->cfg.pipe->nviews;
+    s->st.size = ld->cfg.pipe->size;
+    s->st.bytes = 0;
 }
 
 static char *ld_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -529,9 +693,14 @@ static char *ld_msg(const char *fmt, ...)
 static void ld_free(lwl_loader *ld)
 {
     for (int i = 0; ld->slots && i < ld->depth; i++) {
-        free(ld->slots[i].view[0]);
-        free(ld->slots[i].label);
-        free(ld->slots[i].index);
+        ld_slot *s = &ld->slots[i];
+
+        free(s->view[0]);
+        free(s->label);
+        free(s->index);
+        ld_rows_free(ld, s);
+        free(s->rows);
+        ld_block_free(ld, s->st.base);
     }
     free(ld->slots);
     free(ld->order);
@@ -553,6 +722,12 @@ lwl_loader *lwl_loader_open(const lwl_loader_cfg *cfg, char **err)
                       "%zu samples)", cfg->batch, cfg->rank, cfg->world, cfg->threads, cfg->n);
         return NULL;
     }
+    for (int v = 0; cfg->stage && v < p->nviews; v++)
+        if (!p->view[v].params) {
+            *err = ld_msg("loader: staging needs the params of every view (view %d has none)",
+                          v + 1);
+            return NULL;
+        }
     ld = calloc(1, sizeof *ld);
     if (!ld) {
         *err = ld_msg("loader: out of memory");
@@ -569,12 +744,18 @@ lwl_loader *lwl_loader_open(const lwl_loader_cfg *cfg, char **err)
     for (int i = 0; !bad && i < ld->depth; i++) {
         ld_slot *s = &ld->slots[i];
 
-        s->view[0] = malloc(sizeof(float) * ld->plane * (size_t)cfg->batch * (size_t)p->nviews);
-        s->view[1] = p->nviews == 2 && s->view[0] ? s->view[0] + ld->plane * cfg->batch : NULL;
         s->label = malloc(sizeof(int64_t) * (size_t)cfg->batch);
         s->index = malloc(sizeof(uint32_t) * (size_t)cfg->batch);
         s->b = -1;
-        bad = !s->view[0] || !s->label || !s->index;
+        bad = !s->label || !s->index;
+        if (cfg->stage) {
+            s->rows = calloc((size_t)cfg->batch, sizeof *s->rows);
+            bad = bad || !s->rows;
+            continue;
+        }
+        s->view[0] = malloc(sizeof(float) * ld->plane * (size_t)cfg->batch * (size_t)p->nviews);
+        s->view[1] = p->nviews == 2 && s->view[0] ? s->view[0] + ld->plane * cfg->batch : NULL;
+        bad = bad || !s->view[0];
     }
     if (bad) {
         *err = ld_msg("loader: out of memory for %d batches of %d", ld->depth, cfg->batch);
@@ -663,7 +844,7 @@ int lwl_loader_next(lwl_loader *ld, lwl_batch *out)
     /* Wait for every sample of the next batch. */
     s = &ld->slots[ld->next_batch % ld->depth];
     t0 = now_ms();
-    while (!ld->failed && s->done < s->count)
+    while (!ld->failed && (s->done < s->count || (ld->cfg.stage && !s->staged)))
         pthread_cond_wait(&ld->ready, &ld->mu);
     if (ld->failed) {
         pthread_mutex_unlock(&ld->mu);
@@ -672,6 +853,7 @@ int lwl_loader_next(lwl_loader *ld, lwl_batch *out)
     out->n = s->count;
     out->view[0] = s->view[0];
     out->view[1] = s->view[1];
+    out->stage = ld->cfg.stage ? &s->st : NULL;
     out->label = s->label;
     out->index = s->index;
     out->wait_ms = now_ms() - t0;

@@ -1,6 +1,7 @@
 /* The view interface between generated code and the runtime, and the loader: worker
- * threads decode each sample once (the union of its views' regions), make its views and
- * fill a bounded ring of batches, identical whatever the thread count. */
+ * threads decode each sample once (the union of its views' regions), make its views (or,
+ * staging for the GPU, leave their params and source pixels) and fill a bounded ring of
+ * batches, identical whatever the thread count. */
 #ifndef LWL_LOADER_H
 #define LWL_LOADER_H
 
@@ -80,6 +81,12 @@ int lwl_sample_views(const lwl_pipeline *p, const char *path, uint64_t seed, uin
                      uint32_t index, uint8_t *out[2], lwl_strbuf *rec[2],
                      lwl_decode_status *st);
 
+/* The staging of one file (the loader's staging mode): reads it, draws every view's params
+ * into vp[v] and decodes the union of their source boxes into *src (free src->im.px). The
+ * return codes of lwl_sample_views. */
+int lwl_sample_stage(const lwl_pipeline *p, const char *path, uint64_t seed, uint32_t epoch,
+                     uint32_t index, lwl_view_params vp[2], lwl_src *src, lwl_decode_status *st);
+
 /* ---- the fixed evaluation pipelines (depend only on size, mean, std) ---- */
 
 typedef struct {
@@ -125,13 +132,25 @@ typedef struct {
     int depth;                /* batches in the ring (0: 2) */
     lwl_report_fn report;     /* NULL: one line on stderr */
     void *report_arg;
+    /* Staging mode (stage 1, for the GPU views): instead of the normalised views, each batch
+     * holds, in lwl_batch.stage, every sample's view params and the source pixels of each
+     * view (lwl_stage); every view of the pipeline needs params(). The block of a batch comes
+     * from stage_alloc (NULL: malloc; on failure it returns NULL and may write why into err)
+     * and goes back to stage_free (NULL: free); it is replaced by a larger one when a batch
+     * needs more. */
+    int stage;
+    void *(*stage_alloc)(void *arg, size_t bytes, char *err, size_t errlen);
+    void (*stage_free)(void *arg, void *p);
+    void *stage_arg;
 } lwl_loader_cfg;
 
 /* A batch; its buffers belong to the loader and stay valid until the next
  * lwl_loader_next or lwl_loader_epoch call. */
 typedef struct {
     int n;                    /* samples (batch, or fewer in a kept last batch) */
-    float *view[2];           /* (batch, 3, size, size) per view; view[1] NULL for 1 view */
+    float *view[2];           /* (batch, 3, size, size) per view; view[1] NULL for 1 view;
+                               * both NULL in staging mode */
+    const lwl_stage *stage;   /* staging mode: the staged batch (n samples); else NULL */
     int64_t *label;           /* (batch) */
     uint32_t *index;          /* (batch) index into the split of the image in each row */
     double wait_ms;           /* how long lwl_loader_next waited for it */

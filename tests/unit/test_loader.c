@@ -1,12 +1,15 @@
 /* The loader's pure parts and the view helpers: epoch orders are permutations keyed by
  * (seed, epoch), batch spans split every global batch between ranks, growable text and
- * JSON strings, and a view made from a decoded region equals the one from the whole image. */
+ * JSON strings, a view made from a decoded region equals the one from the whole image; and
+ * the staging mode: params, source boxes, growth, unreadable files, any thread count. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -179,6 +182,234 @@ static void test_views_from_region(void **state)
     free(want);
 }
 
+/* ---- the staging mode ---- */
+
+/* Counts the staging allocator's calls; fails the call numbered fail_at (from 1). */
+typedef struct {
+    int allocs, frees, fail_at;
+    size_t largest;
+} hooks;
+
+static void *hook_alloc(void *arg, size_t bytes, char *err, size_t errlen)
+{
+    hooks *h = arg;
+
+    if (++h->allocs == h->fail_at) {
+        snprintf(err, errlen, "refused by the test");
+        return NULL;
+    }
+    if (bytes > h->largest)
+        h->largest = bytes;
+    return malloc(bytes);
+}
+
+static void hook_free(void *arg, void *p)
+{
+    hooks *h = arg;
+
+    h->frees++;
+    free(p);
+}
+
+static int reports;
+
+static void count_report(void *arg, const char *path, const char *reason, int fatal)
+{
+    (void)arg, (void)path, (void)reason;
+    reports += fatal;
+}
+
+/* Files of the staging tests: PNGs of these sizes (two small, then larger ones, so that a
+ * later batch needs a larger block) and an unreadable file third. */
+static const int stage_sizes[][2] = { { 60, 40 }, { 33, 77 }, { 0, 0 }, { 400, 300 },
+                                      { 300, 520 }, { 90, 90 }, { 700, 20 } };
+enum { NSTAGE = sizeof stage_sizes / sizeof stage_sizes[0] };
+
+static char stage_dir[64];
+static char stage_path[NSTAGE][128];
+
+static void stage_files(void)
+{
+    char *err = NULL;
+
+    snprintf(stage_dir, sizeof stage_dir, "/tmp/lwl-stage-XXXXXX");
+    assert_non_null(mkdtemp(stage_dir));
+    for (int k = 0; k < NSTAGE; k++) {
+        int w = stage_sizes[k][0], h = stage_sizes[k][1];
+
+        snprintf(stage_path[k], sizeof stage_path[k], "%s/%d.png", stage_dir, k);
+        if (w == 0) {
+            FILE *f = fopen(stage_path[k], "wb");
+
+            assert_non_null(f);
+            fputs("not an image", f);
+            assert_int_equal(fclose(f), 0);
+            continue;
+        }
+        lwl_src s = random_src(w, h, (unsigned)k + 40);
+        assert_int_equal(lwl_write_png(stage_path[k], w, h, s.im.px, &err), 0);
+        lwl_image_free(&s.im);
+    }
+}
+
+static void stage_files_remove(void)
+{
+    for (int k = 0; k < NSTAGE; k++)
+        unlink(stage_path[k]);
+    rmdir(stage_dir);
+}
+
+/* Every sample and view of a staged batch: the params are what the view's params() give
+ * for the file in that row (with its own index: a replaced file keeps its own keys), the
+ * pixels the source box of a full decode, the block's layout lwl_stage's. */
+static void check_staged(const lwl_pipeline *p, const lwl_batch *b, const lwl_item *items,
+                         uint32_t epoch)
+{
+    const lwl_stage *g = b->stage;
+
+    assert_non_null(g);
+    assert_int_equal(g->n, b->n);
+    assert_int_equal(g->nviews, 2);
+    assert_int_equal(g->size, p->size);
+    assert_ptr_equal(g->params, g->base);
+    assert_ptr_equal(g->pixels, (const uint8_t *)g->base + g->pixel_off);
+    assert_true(g->pixel_off >= sizeof(lwl_view_params) * 2 * b->n && g->pixel_off % 256 == 0);
+    assert_true(g->bytes <= g->cap);
+    for (int j = 0; j < b->n; j++) {
+        const char *path = items[b->index[j]].path;
+        lwl_decode_status st;
+        lwl_image full;
+
+        assert_int_equal(b->label[j], items[b->index[j]].label);
+        assert_true(stage_sizes[b->index[j]][0] > 0);     /* never the unreadable file */
+        assert_int_equal(lwl_decode_file(path, &full, &st), 0);
+        for (int v = 0; v < 2; v++) {
+            const lwl_view_params *vp = &g->params[j * 2 + v];
+            lwl_view_params want;
+            size_t row = (size_t)vp->src.width * 3;
+
+            memset(&want, 0, sizeof want);
+            p->view[v].params(full.w, full.h, 11, epoch, b->index[j], &want);
+            want.pixels = vp->pixels;
+            assert_memory_equal(vp, &want, sizeof want);
+            assert_true(vp->pixels % 16 == 0);
+            assert_true(g->pixel_off + vp->pixels + row * vp->src.height <= g->bytes);
+            for (int y = 0; y < vp->src.height; y++)
+                assert_memory_equal(g->pixels + vp->pixels + y * row,
+                                    full.px + ((size_t)(vp->src.top + y) * full.w +
+                                               vp->src.left) * 3, row);
+        }
+        lwl_image_free(&full);
+    }
+}
+
+static lwl_loader *stage_loader(const lwl_pipeline *p, const lwl_item *items, int threads,
+                                int shuffle, hooks *h)
+{
+    lwl_loader_cfg c;
+    char *err = NULL;
+
+    memset(&c, 0, sizeof c);
+    c.pipe = p;
+    c.items = items;
+    c.n = NSTAGE;
+    c.batch = 2;
+    c.world = 1;
+    c.shuffle = shuffle;
+    c.keep_last = 1;
+    c.seed = 11;
+    c.threads = threads;
+    c.report = count_report;
+    c.stage = 1;
+    c.stage_alloc = h ? hook_alloc : NULL;
+    c.stage_free = h ? hook_free : NULL;
+    c.stage_arg = h;
+    lwl_loader *ld = lwl_loader_open(&c, &err);
+    assert_non_null(ld);
+    return ld;
+}
+
+/* A batch's staged block holds, per sample and view, exactly what the view's params() give
+ * for that file and the source box of a full decode; 1 and 3 threads stage the same bytes;
+ * the block grows through the hooks; the unreadable file is replaced by the next one. */
+static void test_stage(void **state)
+{
+    (void)state;
+    lwl_eval_cfg cfg = { 48, { 0.5f, 0.5f, 0.5f }, { 0.25f, 0.25f, 0.25f } };
+    lwl_pipeline two = { 48, 2, { lwl_eval_view(&cfg), lwl_linear_train_view(&cfg) },
+                         lwl_eval_normalize };
+    lwl_item items[NSTAGE];
+    hooks h = { 0, 0, 0, 0 };
+
+    stage_files();
+    for (int k = 0; k < NSTAGE; k++) {
+        items[k].path = stage_path[k];
+        items[k].label = k;
+    }
+    reports = 0;
+    for (int shuffle = 0; shuffle < 2; shuffle++) {
+        lwl_loader *a = stage_loader(&two, items, 1, shuffle, NULL);
+        lwl_loader *b = stage_loader(&two, items, 3, shuffle, &h);
+
+        for (uint32_t e = 0; e < 2; e++) {
+            int nb = lwl_loader_epoch(a, e);
+            lwl_batch ba, bb;
+
+            assert_int_equal(nb, (NSTAGE + 1) / 2);
+            assert_int_equal(lwl_loader_epoch(b, e), nb);
+            for (int k = 0; k < nb; k++) {
+                assert_int_equal(lwl_loader_next(a, &ba), 1);
+                assert_int_equal(lwl_loader_next(b, &bb), 1);
+                check_staged(&two, &ba, items, e);
+
+                /* Any thread count, any allocator: the same bytes. */
+                assert_null(ba.view[0]);
+                assert_int_equal(ba.stage->bytes, bb.stage->bytes);
+                assert_memory_equal(ba.stage->base, bb.stage->base, ba.stage->bytes);
+                assert_memory_equal(ba.index, bb.index, sizeof(uint32_t) * ba.n);
+            }
+            assert_int_equal(lwl_loader_next(a, &ba), 0);
+            assert_int_equal(lwl_loader_next(b, &bb), 0);
+        }
+        lwl_loader_close(a);
+        lwl_loader_close(b);
+    }
+
+    /* The larger images needed a larger block, every block went back to the hooks, and
+     * the unreadable file was reported once per loader (4 loaders). */
+    assert_true(h.allocs >= 2 * 2);
+    assert_int_equal(h.frees, h.allocs);
+    assert_true(h.largest > 400 * 300 * 3);
+    assert_int_equal(reports, 4);
+
+    /* A refused block fails the loader with the allocator's reason. */
+    hooks refuse = { 0, 0, 1, 0 };
+    lwl_loader *r = stage_loader(&two, items, 2, 1, &refuse);
+    lwl_batch rb;
+    lwl_loader_epoch(r, 0);
+    assert_int_equal(lwl_loader_next(r, &rb), -1);
+    assert_non_null(strstr(lwl_loader_error(r), "refused by the test"));
+    lwl_loader_close(r);
+
+    /* A view without params() cannot be staged. */
+    lwl_pipeline bare = two;
+    lwl_loader_cfg c;
+    char *err = NULL;
+    bare.view[1].params = NULL;
+    memset(&c, 0, sizeof c);
+    c.pipe = &bare;
+    c.items = items;
+    c.n = NSTAGE;
+    c.batch = 2;
+    c.world = 1;
+    c.threads = 1;
+    c.stage = 1;
+    assert_null(lwl_loader_open(&c, &err));
+    assert_non_null(strstr(err, "view 2 has none"));
+    free(err);
+    stage_files_remove();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_batch_spans),
         cmocka_unit_test(test_strbuf_json),
         cmocka_unit_test(test_views_from_region),
+        cmocka_unit_test(test_stage),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
