@@ -90,7 +90,7 @@ LWL_HD float lwl_blur_box_radius(float sigma, int passes)
     float sigma2 = sigma * sigma / passes;
     float L = (float)sqrt(12.0 * sigma2 + 1.0);
     float l = (float)floor((L - 1.0) / 2.0);
-    float a = (2 * l + 1) * (LWL_FMUL(l, l + 1) - 3 * sigma2);
+    float a = (2 * l + 1) * (LWL_FMUL(l, l + 1) - LWL_FMUL(3, sigma2));
 
     a /= 6 * (sigma2 - LWL_FMUL(l + 1, l + 1));
     return l + a;
