@@ -81,6 +81,12 @@ $(B)/tests/%: tests/unit/%.c $(B)/libfront.a $(B)/liblwl.a
 	@mkdir -p $(B)/tests
 	$(CC) $(ALL_CFLAGS) -Itests -Icompiler/tmpl -o $@ $^ $(RUNTIME_LIBS) -lcmocka -lm
 
+# test_views includes the GPU views' device code (runtime/cuda/lwl_views*.h) itself.
+$(B)/tests/test_views: tests/unit/test_views.c $(wildcard runtime/cuda/lwl_views*.h) \
+                       $(B)/libfront.a $(B)/liblwl.a
+	@mkdir -p $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $(filter-out %.h,$^) $(RUNTIME_LIBS) -lcmocka -lm
+
 unit: $(UNIT_BIN)
 
 test: deps
