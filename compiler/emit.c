@@ -82,6 +82,7 @@ int emit_c(const lwl_plan *p, const char *dir, lwl_diag *d)
         write_file(p, dir, "plan.h", emit_plan_h, NULL, d) ||
         write_file(p, dir, "net.c", emit_net_c, NULL, d) ||
         write_file(p, dir, "views.c", emit_views_c, NULL, d) ||
+        write_file(p, dir, "views.cu", emit_views_cu, NULL, d) ||
         write_file(p, dir, "main.c", emit_main_c, NULL, d))
         return -1;
     return 0;

@@ -25,6 +25,7 @@ extern const char lwl_tmpl_cpu_ops_h[];
 int emit_plan_h(const lwl_plan *p, FILE *f);
 int emit_net_c(const lwl_plan *p, FILE *f);
 int emit_views_c(const lwl_plan *p, FILE *f);
+int emit_views_cu(const lwl_plan *p, FILE *f);
 int emit_main_c(const lwl_plan *p, FILE *f);
 
 #endif

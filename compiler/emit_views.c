@@ -311,3 +311,228 @@ int emit_views_c(const lwl_plan *p, FILE *f)
     L("};");
     return e->failed ? -1 : 0;
 }
+
+/* ---- views.cu: the same views as GPU kernels over the loader's staged batches ---- */
+
+/* The spec's element type on the GPU: lwl_dtype, the output function, its size, its name. */
+static void view_dtype(const lwl_plan *p, const char **dtype, const char **fn, int *elem,
+                       const char **name)
+{
+    switch (p->spec->train.precision) {
+    case PREC_FP32: *dtype = "LWL_F32"; *fn = "lwl_v_out_f32"; *elem = 4; *name = "float32";
+        break;
+    case PREC_FP16: *dtype = "LWL_F16"; *fn = "lwl_v_out_f16"; *elem = 2; *name = "float16";
+        break;
+    default: *dtype = "LWL_BF16"; *fn = "lwl_v_out_bf16"; *elem = 2; *name = "bfloat16";
+        break;
+    }
+}
+
+/* `if (fired)` before an op of probability p below 1; nothing for p 1. */
+static const char *open_fired(emitter *e, const lwl_op *op)
+{
+    if (op->p >= 1)
+        return "";
+    L("    if (P->fired & %s)", op_flag(op->kind));
+    return "    ";
+}
+
+/* Whether the body reads the params beyond the resize (an op that may not fire, or draws). */
+static int body_reads_params(const lwl_view *v)
+{
+    for (int i = 0; i < v->nops; i++) {
+        const lwl_op *op = &v->ops[i];
+        if (op->kind != OP_RESIZED_CROP && op->p > 0 &&
+            (op->p < 1 || op->kind == OP_COLOR_JITTER))
+            return 1;
+    }
+    return 0;
+}
+
+/* The body of view vi's kernel: its ops in the spec's order, each LWL_STEP one op's
+ * phases; ops with p 0 leave no code, p 1 no test; the constants are literals. */
+static void emit_body(emitter *e, const lwl_plan *p, int vi)
+{
+    const lwl_spec *s = p->spec;
+    const lwl_view *v = &s->augment.view[vi];
+    const lwl_op *crop = view_crop(v);
+    const char *dtype, *fn, *name;
+    int elem;
+
+    view_dtype(p, &dtype, &fn, &elem, &name);
+    (void)name;
+    L("/* View %d (%s) of one sample, its ops' phases cut at the block's barriers. */", vi + 1,
+      emit_where(&v->loc));
+    L("LWL_VBODY(view%d_body)", vi + 1);
+    L("{");
+    if (body_reads_params(v)) {
+        L("    const lwl_view_params *P = c->p;");
+        L("%s", "");
+    }
+    if (!crop)
+        L("    /* no resized_crop: Resize(%d) + CenterCrop(%d), as at evaluation */",
+          p->size * 8 / 7, p->size);
+    else if (crop->p < 1)
+        L("    /* resized_crop p %g (%s), else Resize(%d) + CenterCrop(%d): the drawn box */",
+          crop->p, emit_where(&crop->loc), p->size * 8 / 7, p->size);
+    else
+        L("    /* resized_crop p 1 (%s): the drawn box to %d x %d */", emit_where(&crop->loc),
+          p->size, p->size);
+    L("    LWL_STEP(lwl_v_resize(c, LWL_PH));");
+    for (int i = 0; i < v->nops; i++) {
+        const lwl_op *op = &v->ops[i];
+        if (op->kind == OP_RESIZED_CROP)
+            continue;
+        L("%s", "");
+        if (op->p <= 0) {
+            L("    /* %s p 0 (%s): no code */", lwl_op_names[op->kind], emit_where(&op->loc));
+            continue;
+        }
+        switch (op->kind) {
+        case OP_HORIZONTAL_FLIP:
+            L("    /* horizontal_flip p %g (%s) */", op->p, emit_where(&op->loc));
+            L("%s    LWL_STEP(lwl_v_hflip(c, LWL_PH));", open_fired(e, op));
+            break;
+        case OP_COLOR_JITTER: {
+            L("    /* color_jitter p %g (%s): its four operations in the drawn order */", op->p,
+              emit_where(&op->loc));
+            const char *in = open_fired(e, op);
+            L("%s    for (int k = 0; k < 4; k++) {", in);
+            L("%s        switch (P->jitter.order[k]) {", in);
+            L("%s        case 0:", in);
+            L("%s            LWL_STEP(lwl_v_brightness(c, LWL_PH, (float)P->jitter.brightness));",
+              in);
+            L("%s            break;", in);
+            L("%s        case 1:", in);
+            L("%s            LWL_STEP(lwl_v_contrast(c, LWL_PH, (float)P->jitter.contrast));", in);
+            L("%s            break;", in);
+            L("%s        case 2:", in);
+            L("%s            LWL_STEP(lwl_v_saturation(c, LWL_PH, (float)P->jitter.saturation));",
+              in);
+            L("%s            break;", in);
+            L("%s        default:", in);
+            L("%s            LWL_STEP(lwl_v_hue(c, LWL_PH, lwl_hue_shift(P->jitter.hue)));", in);
+            L("%s            break;", in);
+            L("%s        }", in);
+            L("%s    }", in);
+            break;
+        }
+        case OP_GRAYSCALE:
+            L("    /* grayscale p %g (%s) */", op->p, emit_where(&op->loc));
+            L("%s    LWL_STEP(lwl_v_gray(c, LWL_PH));", open_fired(e, op));
+            break;
+        case OP_GAUSSIAN_BLUR:
+            L("    /* gaussian_blur p %g (%s) with the drawn sigma */", op->p,
+              emit_where(&op->loc));
+            L("%s    LWL_STEP(lwl_v_blur(c, LWL_PH));", open_fired(e, op));
+            break;
+        case OP_SOLARIZE:
+            L("    /* solarize p %g threshold %d (%s) */", op->p, (int)op->threshold,
+              emit_where(&op->loc));
+            L("%s    LWL_STEP(lwl_v_solarize(c, LWL_PH, %d));", open_fired(e, op),
+              (int)op->threshold);
+            break;
+        default:
+            break;
+        }
+    }
+    L("%s", "");
+    L("    /* ToTensor + Normalize (mean [%g, %g, %g], std [%g, %g, %g]) */",
+      s->augment.mean[0], s->augment.mean[1], s->augment.mean[2], s->augment.std[0],
+      s->augment.std[1], s->augment.std[2]);
+    L("    LWL_STEP(%s(c, LWL_PH, %.9gf, %.9gf, %.9gf,", fn, s->augment.mean[0],
+      s->augment.mean[1], s->augment.mean[2]);
+    L("              %*s%.9gf, %.9gf, %.9gf));", (int)strlen(fn), "", s->augment.std[0],
+      s->augment.std[1], s->augment.std[2]);
+    L("}");
+    L("%s", "");
+}
+
+int emit_views_cu(const lwl_plan *p, FILE *f)
+{
+    emitter ev = { f, p, 0 }, *e = &ev;
+    const char *dtype, *fn, *name;
+    int elem;
+
+    view_dtype(p, &dtype, &fn, &elem, &name);
+    L("/* The two views of experiment '%s' on the GPU: one fused kernel per view with the",
+      p->name);
+    L(" * spec's transforms in order (p 0: no code, p 1: no test, constants as literals), a");
+    L(" * block per sample, reading what the loader staged (each view's drawn params and the");
+    L(" * source pixels it reads) and writing the batch normalised as (n, %d, %d, 3) %s.", p->size,
+      p->size, name);
+    L(" * Before normalisation the same bytes as views.c. Generated by lwlc. */");
+    L("#include <stdint.h>");
+    L("%s", "");
+    L("#include \"lwl_views_dev.h\"");
+    L("%s", "");
+    L("#define VIEWS_SIZE %d", p->size);
+    L("%s", "");
+    for (int v = 0; v < 2; v++)
+        emit_body(e, p, v);
+    L("#ifndef LWL_VIEWS_EMULATE");
+    L("#include \"lwl_cuda.h\"");
+    L("#include \"lwl_views.h\"");
+    L("%s", "");
+    for (int v = 0; v < 2; v++) {
+        L("/* View %d of every sample of a batch: block i makes sample i. */", v + 1);
+        L("__global__ void __launch_bounds__(LWL_VIEW_THREADS, 1) view%d_kernel(lwl_vargs a)",
+          v + 1);
+        L("{");
+        L("    extern __shared__ __align__(16) uint8_t smem[];");
+        L("    lwl_vctx c;");
+        L("%s", "");
+        L("    lwl_vctx_init(&c, &a, (int)blockIdx.x, smem, (int)blockDim.x, %d);", elem);
+        L("    view%d_body(&c, (int)threadIdx.x, (int)blockDim.x);", v + 1);
+        L("}");
+        L("%s", "");
+    }
+    L("/* Launches view v (0 or 1) of the n samples of a on s. */");
+    L("static int views_launch(int v, const lwl_vargs *a, int n, cudaStream_t s)");
+    L("{");
+    L("    if (v == 0)");
+    L("        view1_kernel<<<n, LWL_VIEW_THREADS, (size_t)a->smem, s>>>(*a);");
+    L("    else");
+    L("        view2_kernel<<<n, LWL_VIEW_THREADS, (size_t)a->smem, s>>>(*a);");
+    L("    LAUNCH_CK();");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("static lwl_views_gpu *views_gpu;");
+    L("extern \"C\" const int views_cuda_size = VIEWS_SIZE;");
+    L("extern \"C\" const lwl_dtype views_cuda_dtype = %s;", dtype);
+    L("%s", "");
+    L("extern \"C\" int views_cuda_init(int max_batch)");
+    L("{");
+    L("    static const lwl_views_spec spec = { VIEWS_SIZE, %d, views_launch };", elem);
+    L("    const cudaFuncAttribute shared = cudaFuncAttributeMaxDynamicSharedMemorySize;");
+    L("%s", "");
+    L("    if (lwl_views_gpu_open(&views_gpu, &spec, max_batch))");
+    L("        return -1;");
+    L("    CUDA_CK(cudaFuncSetAttribute(view1_kernel, shared, lwl_views_gpu_smem(views_gpu)));");
+    L("    CUDA_CK(cudaFuncSetAttribute(view2_kernel, shared, lwl_views_gpu_smem(views_gpu)));");
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("extern \"C\" int views_cuda_make(const lwl_stage *b, void *view1, void *view2, "
+      "cudaStream_t s)");
+    L("{");
+    L("    void *const out[2] = { view1, view2 };");
+    L("%s", "");
+    L("    return lwl_views_gpu_make(views_gpu, b, out, s);");
+    L("}");
+    L("%s", "");
+    L("extern \"C\" void views_cuda_free(void)");
+    L("{");
+    L("    lwl_views_gpu_close(views_gpu);");
+    L("    views_gpu = NULL;");
+    L("}");
+    L("#else");
+    L("/* The bodies for the kernels' emulation on the CPU (tests/views). */");
+    L("const lwl_vbody views_emu_body[2] = { view1_body, view2_body };");
+    L("const size_t views_emu_out_elem = %d;", elem);
+    L("const lwl_dtype views_emu_dtype = %s;", dtype);
+    L("const int views_emu_size = VIEWS_SIZE;");
+    L("#endif");
+    return e->failed ? -1 : 0;
+}
