@@ -34,7 +34,8 @@ deps:
 FRONT_SRC := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 FRONT_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(FRONT_SRC)) $(B)/gen/lexer.o \
              $(B)/gen/parser.o $(B)/gen/tmpl.o
-TMPL      := compiler/tmpl/kernels.h compiler/tmpl/cpu_ops.h
+TMPL      := compiler/tmpl/kernels.h compiler/tmpl/cpu_ops.h compiler/tmpl/gpu_kernels.h \
+             compiler/tmpl/gpu_ops.cuh
 
 # The emitters' templates as C strings (lwl_tmpl_kernels_h, ...).
 $(B)/gen/tmpl.c: $(TMPL) Makefile
@@ -61,7 +62,10 @@ $(B)/gen/%.o: $(B)/gen/%.c $(B)/gen/parser.h $(B)/gen/lexer.h
 $(B)/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(B)/gen/parser.h $(B)/gen/lexer.h
 	@mkdir -p $(B)/compiler
 	$(CC) $(ALL_CFLAGS) -DLWLC_VERSION='"$(VERSION)"' -DLWLC_HOME='"$(CURDIR)"' \
-	  -DLWLC_RUNTIME_LIBS='"$(RUNTIME_LIBS)"' -c -o $@ $<
+	  -DLWLC_RUNTIME_LIBS='"$(RUNTIME_LIBS)"' -DLWLC_NVCC='"$(NVCC)"' \
+	  -DLWLC_NVCC_FLAGS='"$(NVCC_BASE) $(CUDA_INC)"' \
+	  -DLWLC_NVCC_GENCODE='"$(NVCC_GENCODE)"' -DLWLC_CUDA_LIBS='"$(CUDA_LIBS)"' \
+	  -c -o $@ $<
 
 $(B)/libfront.a: $(FRONT_OBJ)
 	ar rcs $@ $^

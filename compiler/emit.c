@@ -30,6 +30,56 @@ const char *emit_where(const lwl_loc *loc)
     return buf;
 }
 
+size_t emit_place(arena_plan *a, const char *name, size_t n, const char *what)
+{
+    a->v = xrealloc(a->v, (size_t)(a->n + 1) * sizeof *a->v);
+    emit_slot *s = &a->v[a->n++];
+    s->name = xstrdup(name);
+    s->what = xstrdup(what);
+    s->off = a->total;
+    s->n = n;
+    a->total += (n + 15) / 16 * 16;
+    return s->off;
+}
+
+void emit_arena_free(arena_plan *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        free(a->v[i].name);
+        free(a->v[i].what);
+    }
+    free(a->v);
+    a->v = NULL;
+    a->n = 0;
+    a->total = 0;
+}
+
+int emit_rows_u(const lwl_plan *p)
+{
+    return p->proj.rows;
+}
+
+size_t emit_stats_off(const lwl_plan *p, int conv)
+{
+    size_t n = 0;
+    for (int i = 0; i < conv; i++)
+        n += 2 * (size_t)p->groups * (size_t)p->convs[i].cout;
+    return n;
+}
+
+size_t emit_stats_floats(const lwl_plan *p)
+{
+    return emit_stats_off(p, p->nconvs);
+}
+
+const char *const emit_mlp_slot[4] = { "PROJ", "PROJ_OBJ", "PRED", "PRED_OBJ" };
+
+const lwl_pmlp *emit_mlp(const lwl_plan *p, int i)
+{
+    const lwl_pmlp *m[4] = { &p->proj, &p->proj_obj, &p->predictor, &p->predictor_obj };
+    return m[i];
+}
+
 /* Writes one file of the output directory with `fn`, through a temporary name. */
 static int write_file(const lwl_plan *p, const char *dir, const char *name,
                       int (*fn)(const lwl_plan *, FILE *), const char *text, lwl_diag *d)
@@ -81,6 +131,9 @@ int emit_c(const lwl_plan *p, const char *dir, lwl_diag *d)
         write_file(p, dir, "cpu_ops.h", NULL, lwl_tmpl_cpu_ops_h, d) ||
         write_file(p, dir, "plan.h", emit_plan_h, NULL, d) ||
         write_file(p, dir, "net.c", emit_net_c, NULL, d) ||
+        write_file(p, dir, "gpu_kernels.h", NULL, lwl_tmpl_gpu_kernels_h, d) ||
+        write_file(p, dir, "gpu_ops.cuh", NULL, lwl_tmpl_gpu_ops_cuh, d) ||
+        write_file(p, dir, "net.cu", emit_net_cu, NULL, d) ||
         write_file(p, dir, "views.c", emit_views_c, NULL, d) ||
         write_file(p, dir, "views.cu", emit_views_cu, NULL, d) ||
         write_file(p, dir, "main.c", emit_main_c, NULL, d))

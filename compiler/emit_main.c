@@ -59,6 +59,14 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     L("%s", "");
     L("extern const lwl_pipeline views_pipeline;");
     L("%s", "");
+    L("/* The GPU network of net.cu, when lwlc builds with CUDA (--target cuda or all). */");
+    L("#ifdef LWL_WITH_CUDA");
+    L("extern const lwl_gpu_net net_gpu;");
+    L("#define NET_GPU (&net_gpu)");
+    L("#else");
+    L("#define NET_GPU NULL");
+    L("#endif");
+    L("%s", "");
     L("/* The resolved spec, as lwlc --print writes it: checkpoints keep it. */");
     L("static const char spec[] =");
     c_string(e, printed, "    ");
@@ -204,6 +212,7 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     L("    .net_step = net_step,");
     L("    .net_features = net_features,");
     L("    .net_maps = net_maps,");
+    L("    .gpu = NET_GPU,");
     L("    .fh = %d,", p->fh);
     L("    .fw = %d,", p->fw);
     L("    .dump_config = \"\\\"backbone\\\": \\\"%s\\\", \\\"stem\\\": \\\"%s\\\", "

@@ -9,84 +9,21 @@
 
 #define L(...) emit_line(e, __VA_ARGS__)
 
-/* ---- the memory plan: named slots in one arena of floats */
-
-typedef struct slot {
-    char *name, *what;
-    size_t off, n;
-} slot;
-
-typedef struct arena_plan {
-    slot *v;
-    int n;
-    size_t total;
-} arena_plan;
-
-static size_t place(arena_plan *a, const char *name, size_t n, const char *what)
-{
-    a->v = xrealloc(a->v, (size_t)(a->n + 1) * sizeof *a->v);
-    slot *s = &a->v[a->n++];
-    s->name = xstrdup(name);
-    s->what = xstrdup(what);
-    s->off = a->total;
-    s->n = n;
-    a->total += (n + 15) / 16 * 16;
-    return s->off;
-}
-
-static void arena_free_plan(arena_plan *a)
-{
-    for (int i = 0; i < a->n; i++) {
-        free(a->v[i].name);
-        free(a->v[i].what);
-    }
-    free(a->v);
-}
-
-/* Rows of the head's first MLP: per image the pooled vector (and each position). */
-static int rows_u(const lwl_plan *p)
-{
-    return p->proj.rows;
-}
-
-static size_t stats_floats(const lwl_plan *p)
-{
-    size_t n = 0;
-    for (int i = 0; i < p->nconvs; i++)
-        n += 2 * (size_t)p->groups * (size_t)p->convs[i].cout;
-    return n;
-}
-
-/* Offsets of every conv's saved (mean, invstd) in a stats slot. */
-static size_t stats_off(const lwl_plan *p, int conv)
-{
-    size_t n = 0;
-    for (int i = 0; i < conv; i++)
-        n += 2 * (size_t)p->groups * (size_t)p->convs[i].cout;
-    return n;
-}
-
-static const char *const mlp_slot[4] = { "PROJ", "PROJ_OBJ", "PRED", "PRED_OBJ" };
-
-static const lwl_pmlp *mlp_of(const lwl_plan *p, int i)
-{
-    const lwl_pmlp *m[4] = { &p->proj, &p->proj_obj, &p->predictor, &p->predictor_obj };
-    return m[i];
-}
+/* ---- the memory plan (emit.h's arena_plan), in floats */
 
 static void place_mlp_save(arena_plan *a, const lwl_plan *p, const char *pre, int i)
 {
-    const lwl_pmlp *m = mlp_of(p, i);
+    const lwl_pmlp *m = emit_mlp(p, i);
     char name[64];
     size_t rh = (size_t)m->rows * (size_t)m->hidden, gh = (size_t)p->groups * m->hidden;
-    snprintf(name, sizeof name, "%s%s_H1", pre, mlp_slot[i]);
-    place(a, name, rh, "(rows, hidden) before BN");
-    snprintf(name, sizeof name, "%s%s_H2", pre, mlp_slot[i]);
-    place(a, name, rh, "(rows, hidden) after BN + ReLU");
-    snprintf(name, sizeof name, "%s%s_MEAN", pre, mlp_slot[i]);
-    place(a, name, gh, "(groups, hidden)");
-    snprintf(name, sizeof name, "%s%s_INVSTD", pre, mlp_slot[i]);
-    place(a, name, gh, "(groups, hidden)");
+    snprintf(name, sizeof name, "%s%s_H1", pre, emit_mlp_slot[i]);
+    emit_place(a, name, rh, "(rows, hidden) before BN");
+    snprintf(name, sizeof name, "%s%s_H2", pre, emit_mlp_slot[i]);
+    emit_place(a, name, rh, "(rows, hidden) after BN + ReLU");
+    snprintf(name, sizeof name, "%s%s_MEAN", pre, emit_mlp_slot[i]);
+    emit_place(a, name, gh, "(groups, hidden)");
+    snprintf(name, sizeof name, "%s%s_INVSTD", pre, emit_mlp_slot[i]);
+    emit_place(a, name, gh, "(groups, hidden)");
 }
 
 static void make_arena(const lwl_plan *p, arena_plan *a)
@@ -94,39 +31,40 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
     const lwl_spec *s = p->spec;
     size_t B = (size_t)p->batch, C = (size_t)p->channels, P = (size_t)p->fh * p->fw;
     size_t D = (size_t)p->dim, K = (size_t)p->maps, G = (size_t)p->groups;
-    size_t RU = (size_t)rows_u(p), RO = B * K;
+    size_t RU = (size_t)emit_rows_u(p), RO = B * K;
 
-    place(a, "PARAMS", p->param_floats, "online parameters, see net_params_info");
-    place(a, "GRADS", (size_t)s->train.gpus * p->param_floats,
+    emit_place(a, "PARAMS", p->param_floats, "online parameters, see net_params_info");
+    emit_place(a, "GRADS", (size_t)s->train.gpus * p->param_floats,
           "their gradients, per chunk (GPUS, PARAM_FLOATS); the step's in chunk 0");
-    place(a, "MOMENTUM", p->param_floats, "optimiser buffers (lr folded in)");
-    place(a, "TARGET", p->target_param_floats, "target parameters: backbone, proj, proj_obj");
-    place(a, "BUFS", G * p->buf_floats, "online BN running statistics, (groups, c) each");
-    place(a, "TBUFS", G * p->target_buf_floats, "target BN running statistics");
+    emit_place(a, "MOMENTUM", p->param_floats, "optimiser buffers (lr folded in)");
+    emit_place(a, "TARGET", p->target_param_floats, "target parameters: backbone, proj, proj_obj");
+    emit_place(a, "BUFS", G * p->buf_floats, "online BN running statistics, (groups, c) each");
+    emit_place(a, "TBUFS", G * p->target_buf_floats, "target BN running statistics");
     for (int v = 0; v < 2; v++) {
         char n[32];
         snprintf(n, sizeof n, "ACT%d", v + 1);
-        place(a, n, p->act_floats, "online activations of a view, kept for backward");
+        emit_place(a, n, p->act_floats, "online activations of a view, kept for backward");
         snprintf(n, sizeof n, "STATS%d", v + 1);
-        place(a, n, stats_floats(p), "BN (mean, invstd) per conv and group");
+        emit_place(a, n, emit_stats_floats(p), "BN (mean, invstd) per conv and group");
     }
-    place(a, "TACT", p->act_floats, "target activations");
-    place(a, "TSTATS", stats_floats(p), "target BN statistics (train mode)");
+    emit_place(a, "TACT", p->act_floats, "target activations");
+    emit_place(a, "TSTATS", emit_stats_floats(p), "target BN statistics (train mode)");
     for (int i = 0; i < 4; i++)
-        place(a, (const char *[]){ "S0", "S1", "S2", "S3" }[i], p->max_act,
+        emit_place(a, (const char *[]){ "S0", "S1", "S2", "S3" }[i], p->max_act,
               "backward scratch, the largest activation");
     size_t wmax = 0;
     for (int i = 0; i < p->nconvs; i++) {
         size_t n = p->params[p->convs[i].weight].numel;
         wmax = n > wmax ? n : wmax;
     }
-    place(a, "WS", wmax, "a conv weight gradient before it is added");
+    emit_place(a, "WS", wmax, "a conv weight gradient before it is added");
 
     for (int v = 0; v < 2; v++) {
         char pre[8];
         snprintf(pre, sizeof pre, "H%d_", v + 1);
         char n[64];
-#define SLOT(suffix, count, what) (snprintf(n, sizeof n, "%s" suffix, pre), place(a, n, count, what))
+#define SLOT(suffix, count, what)                                                         \
+    (snprintf(n, sizeof n, "%s" suffix, pre), emit_place(a, n, count, what))
         SLOT("X", B * C * P, "(B, C, P) layer4's output in plain layout");
         SLOT("U", RU * C, "(rows_u, C) pooled vector and positions");
         SLOT("Z", RU * D, "(rows_u, D) proj output");
@@ -150,25 +88,25 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
             SLOT("ZO", RO * D, "(B K, D) target aligned embedding");
 #undef SLOT
     }
-    place(a, "TH_X", B * C * P, "target head scratch: (B, C, P) plain layer4");
-    place(a, "TH_U", RU * C, "(rows_u, C)");
-    place(a, "TH_Z", RU * D, "(rows_u, D)");
+    emit_place(a, "TH_X", B * C * P, "target head scratch: (B, C, P) plain layer4");
+    emit_place(a, "TH_U", RU * C, "(rows_u, C)");
+    emit_place(a, "TH_Z", RU * D, "(rows_u, D)");
     place_mlp_save(a, p, "TH_", 0);
     if (p->lewel) {
-        place(a, "TH_AM", B * D * P, "(B, D, P)");
-        place(a, "TH_O", RO * C, "(B K, C)");
+        emit_place(a, "TH_AM", B * D * P, "(B, D, P)");
+        emit_place(a, "TH_O", RO * C, "(B K, C)");
         place_mlp_save(a, p, "TH_", 1);
     }
-    place(a, "D_X", B * C * P, "backward: (B, C, P) plain d(layer4 output)");
-    place(a, "D_ZG", B * D, "(B, D)");
-    place(a, "D_Z", RU * D, "(rows_u, D)");
-    place(a, "D_U", RU * C, "(rows_u, C)");
+    emit_place(a, "D_X", B * C * P, "backward: (B, C, P) plain d(layer4 output)");
+    emit_place(a, "D_ZG", B * D, "(B, D)");
+    emit_place(a, "D_Z", RU * D, "(rows_u, D)");
+    emit_place(a, "D_U", RU * C, "(rows_u, C)");
     size_t rmax = RU > RO ? RU : RO;
-    place(a, "D_TMP", rmax * (size_t)p->hidden, "(rows, hidden) inside an MLP backward");
+    emit_place(a, "D_TMP", rmax * (size_t)p->hidden, "(rows, hidden) inside an MLP backward");
     if (p->lewel) {
-        place(a, "D_ZO", RO * D, "(B K, D)");
-        place(a, "D_O", RO * C, "(B K, C)");
-        place(a, "D_AM", B * D * P, "(B, D, P)");
+        emit_place(a, "D_ZO", RO * D, "(B K, D)");
+        emit_place(a, "D_O", RO * C, "(B K, C)");
+        emit_place(a, "D_AM", B * D * P, "(B, D, P)");
     }
     (void)s;
 }
@@ -242,13 +180,16 @@ int emit_plan_h(const lwl_plan *p, FILE *f)
     L("int net_init(int threads, int rank, int ranks);");
     L("void net_free(void);");
     L("int net_init_weights(uint64_t seed);");
+    L("int net_init_state(uint64_t seed, float *params, float *bufs, float *target, "
+      "float *tbufs,");
+    L("                   float *momentum);");
     L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
     L("             double *loss);");
     L("int net_features(const float *x, float *feat);");
     L("const float *net_maps(const float *x);");
     L("%s", "");
     L("#endif");
-    arena_free_plan(&a);
+    emit_arena_free(&a);
     return e->failed ? -1 : 0;
 }
 
@@ -302,7 +243,7 @@ static void fwd_conv(emitter *e, const lwl_plan *p, int i, int train, const char
     const char *out = act(p, a, bl ? bl->out : c->out);
     size_t g = (size_t)p->groups;
     if (train) {
-        size_t so = stats_off(p, i);
+        size_t so = emit_stats_off(p, i);
         L("    bn_train(%s, %s, nb, %d, %d, ng, nc, ACT_BLK(%d),", act(p, a, c->pre), out,
           c->cout, hw, c->cout);
         L("             %s + %zuu, %s + %zuu, %s + %zuu, %s + %zuu,", w, p->params[c->gamma].off, w,
@@ -367,7 +308,7 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
                      const char *dy, const char *tmp, const char *dx)
 {
     const lwl_pconv *c = &p->convs[i];
-    size_t so = stats_off(p, i), g = (size_t)p->groups;
+    size_t so = emit_stats_off(p, i), g = (size_t)p->groups;
     conv_comment(e, c);
     L("    bn_train_bwd(%s, %s, %s, %s, nb, %d, %d, ng, nc, ACT_BLK(%d),", act(p, a, c->pre),
       dy, c->relu ? act(p, a, c->out) : "NULL", tmp, c->cout, c->hout * c->wout, c->cout);
@@ -435,7 +376,7 @@ static void mlp_call(emitter *e, const lwl_plan *p, int i, const char *x, const 
                      const char *w, const char *run, const char *pre, const char *train,
                      const char *update)
 {
-    const lwl_pmlp *m = mlp_of(p, i);
+    const lwl_pmlp *m = emit_mlp(p, i);
     size_t g = (size_t)p->groups;
     L("    CK(mlp_fwd(%s, %s, nb * %d, %d, %d, %d, ng, nc, %s + %zuu, %s + %zuu, %s + %zuu, "
       "%s + %zuu,", x, y, m->rows / p->batch, m->in, m->hidden, m->out, w, p->params[m->w0].off,
@@ -443,18 +384,19 @@ static void mlp_call(emitter *e, const lwl_plan *p, int i, const char *x, const 
     L("               %s + %zuu + g0 * %d, %s + %zuu + g0 * %d,", run, p->bufs[m->mean].off * g,
       m->hidden, run, p->bufs[m->var].off * g, m->hidden);
     L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD }, %s, %s));", pre,
-      mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], train, update);
+      emit_mlp_slot[i], pre, emit_mlp_slot[i], pre, emit_mlp_slot[i], pre, emit_mlp_slot[i], train,
+      update);
 }
 
 static void mlp_bwd_call(emitter *e, const lwl_plan *p, int i, const char *x, const char *dy,
                          const char *dx, const char *pre)
 {
-    const lwl_pmlp *m = mlp_of(p, i);
+    const lwl_pmlp *m = emit_mlp(p, i);
     L("    CK(mlp_bwd(%s, %s, %s, nb * %d, %d, %d, %d, ng, nc, PARAMS + %zuu, PARAMS + %zuu, "
       "PARAMS + %zuu,", x, dy, dx, m->rows / p->batch, m->in, m->hidden, m->out,
       p->params[m->w0].off, p->params[m->gamma].off, p->params[m->w3].off);
     L("               &(mlp_save){ %s%s_H1, %s%s_H2, %s%s_MEAN, %s%s_INVSTD },", pre,
-      mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i], pre, mlp_slot[i]);
+      emit_mlp_slot[i], pre, emit_mlp_slot[i], pre, emit_mlp_slot[i], pre, emit_mlp_slot[i]);
     L("               GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, PARAM_FLOATS,",
       p->params[m->w0].off, p->params[m->gamma].off, p->params[m->beta].off,
       p->params[m->w3].off);
@@ -732,7 +674,8 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    return 0;");
     L("}");
     L("%s", "");
-    L("/* The weight gradient of each chunk, added to that chunk's gradient g (+ k PARAM_FLOATS). */");
+    L("/* The weight gradient of each chunk, added to that chunk's gradient g");
+    L(" * (+ k PARAM_FLOATS). */");
     L("static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)");
     L("{");
     L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
@@ -781,13 +724,14 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     int widest = p->hidden;
     for (int i = 0; i < p->nconvs; i++)
         widest = p->convs[i].cout > widest ? p->convs[i].cout : widest;
-    int rows = p->batch > rows_u(p) ? p->batch : rows_u(p);
+    int rows = p->batch > emit_rows_u(p) ? p->batch : emit_rows_u(p);
     L("    /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */");
     L("    CK(cpu_ops_init(%d, GROUPS, %d));", rows, widest);
     L("    CK((act_blk = lwl_nn_act_block()) < 0);");
     for (int i = 0; i < p->nconvs; i++) {
         const lwl_pconv *c = &p->convs[i];
-        L("    CK(!(conv[%d] = lwl_conv_new_act(CHUNK, %d, %d, %d, %d, %d, %d, %d, %d)));  /* %s */",
+        L("    CK(!(conv[%d] = lwl_conv_new_act(CHUNK, %d, %d, %d, %d, %d, %d, %d, %d)));  "
+          "/* %s */",
           i, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
     }
     if (p->stem_pool) {
@@ -815,12 +759,15 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("%s", "");
     L("/* Kaiming-normal (fan_out, ReLU) weights, BN weight 1 and bias 0, running");
     L(" * statistics 0 and 1; the target starts as an exact copy. Normal draws come");
-    L(" * from Philox keyed by (seed, tensor) through Box-Muller. */");
-    L("int net_init_weights(uint64_t seed)");
+    L(" * from Philox keyed by (seed, tensor) through Box-Muller. Into the arrays given");
+    L(" * (laid out as PARAMS, BUFS, TARGET, TBUFS, MOMENTUM): net.cu starts from it too. */");
+    L("int net_init_state(uint64_t seed, float *params, float *bufs, float *target, "
+      "float *tbufs,");
+    L("                   float *momentum)");
     L("{");
     L("    for (int t = 0; t < NPARAMS; t++) {");
     L("        const lwl_tensor_info *ti = &net_params_info[t];");
-    L("        float *w = PARAMS + ti->off;");
+    L("        float *w = params + ti->off;");
     L("        if (!ti->fan_out) {");
     L("            float fill = strstr(ti->name, \".bias\") ? 0.0f : 1.0f;");
     L("            for (size_t i = 0; i < ti->numel; i++)");
@@ -830,7 +777,8 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("        double std = sqrt(2.0 / ti->fan_out);");
     L("        for (size_t i = 0; i < ti->numel; i += 4) {");
     L("            uint32_t r[4];");
-    L("            lwl_rng_block(seed, 0xFFFFFFFFu, (uint32_t)t, 0xFFFEu, 0, (uint32_t)(i / 4), r);");
+    L("            lwl_rng_block(seed, 0xFFFFFFFFu, (uint32_t)t, 0xFFFEu, 0, (uint32_t)(i / 4), "
+      "r);");
     L("            for (int k = 0; k < 4 && i + k < ti->numel; k += 2) {");
     L("                double u1 = 1.0 - lwl_rng_u01(r[k]), u2 = lwl_rng_u01(r[k + 1]);");
     L("                double rad = sqrt(-2.0 * log(u1));");
@@ -844,12 +792,17 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("        const lwl_tensor_info *ti = &net_bufs_info[t];");
     L("        float fill = strstr(ti->name, \"running_var\") ? 1.0f : 0.0f;");
     L("        for (size_t i = 0; i < ti->numel * GROUPS; i++)");
-    L("            BUFS[ti->off + i] = fill;");
+    L("            bufs[ti->off + i] = fill;");
     L("    }");
-    L("    memcpy(TARGET, PARAMS, sizeof(float) * TARGET_PARAM_FLOATS);");
-    L("    memcpy(TBUFS, BUFS, sizeof(float) * TARGET_BUF_FLOATS);");
-    L("    memset(MOMENTUM, 0, sizeof(float) * PARAM_FLOATS);");
+    L("    memcpy(target, params, sizeof(float) * TARGET_PARAM_FLOATS);");
+    L("    memcpy(tbufs, bufs, sizeof(float) * TARGET_BUF_FLOATS);");
+    L("    memset(momentum, 0, sizeof(float) * PARAM_FLOATS);");
     L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("int net_init_weights(uint64_t seed)");
+    L("{");
+    L("    return net_init_state(seed, PARAMS, BUFS, TARGET, TBUFS, MOMENTUM);");
     L("}");
     L("%s", "");
 

@@ -15,6 +15,20 @@
 #ifndef LWLC_RUNTIME_LIBS
 #define LWLC_RUNTIME_LIBS "-ljpeg -lpng -ldnnl -lopenblas -lgomp -lcjson -lpthread -lm"
 #endif
+/* The CUDA toolchain make found (mk/cuda.mk): nvcc, its flags and the libraries; empty
+ * when lwlc was built without it. */
+#ifndef LWLC_NVCC
+#define LWLC_NVCC ""
+#endif
+#ifndef LWLC_NVCC_FLAGS
+#define LWLC_NVCC_FLAGS ""
+#endif
+#ifndef LWLC_NVCC_GENCODE
+#define LWLC_NVCC_GENCODE ""
+#endif
+#ifndef LWLC_CUDA_LIBS
+#define LWLC_CUDA_LIBS ""
+#endif
 
 static const char usage[] =
     "usage: lwlc SPEC.lwl [-o OUT] [-S] [--emit-dir DIR] [--target cpu|cuda|all]\n"
@@ -131,35 +145,122 @@ static const char *home(void)
 #endif
 }
 
-/* Compiles the generated sources in dir into the program `out`. */
-static int build(const opts *o, const lwl_spec *spec, const char *dir, const char *out)
+/* Runs a build command (shown with -v); 0, or 3 with a message naming `what`. */
+static int run_cmd(const opts *o, char *cmd, const char *what, const char *out)
 {
-    char *specdir = realpath(spec->src->dir, NULL);
-    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-    char *cmd = xasprintf("%s -std=c11 -D_GNU_SOURCE -O2 -march=native -DLWL_SPEC_DIR='\"%s\"' "
-                          "-I'%s' -I'%s/runtime' '%s/net.c' '%s/views.c' '%s/main.c' "
-                          "'%s/build/liblwl.a' %s -o '%s'", cc, specdir ? specdir : ".", dir,
-                          home(), dir, dir, dir, home(), LWLC_RUNTIME_LIBS, out);
-    free(specdir);
     if (o->verbose)
         fprintf(stderr, "lwlc: %s\n", cmd);
     int rc = system(cmd);
     free(cmd);
     if (rc != 0) {
-        fprintf(stderr, "lwlc: building %s failed (the C compiler's messages are above)\n", out);
+        fprintf(stderr, "lwlc: building %s failed (%s's messages are above)\n", out, what);
         return 3;
     }
-    if (o->verbose)
-        fprintf(stderr, "lwlc: built %s\n", out);
     return 0;
+}
+
+/* What lwlc builds with, from make unless the environment says otherwise (a machine where
+ * lwlc and its runtime were carried, tests/gpu/): LWL_BUILD, the folder of liblwl.a
+ * (default HOME/build); LWL_RUNTIME_LIBS, LWL_NVCC, LWL_NVCC_FLAGS, LWL_CUDA_LIBS. */
+static const char *setting(const char *env, const char *built)
+{
+    const char *v = getenv(env);
+    return v && *v ? v : built;
+}
+
+static const char *libdir(void)
+{
+    static char *dir;
+    if (!dir)
+        dir = getenv("LWL_BUILD") && *getenv("LWL_BUILD") ? xstrdup(getenv("LWL_BUILD"))
+                                                         : xasprintf("%s/build", home());
+    return dir;
+}
+
+/* The tests' emulated GPU (tests/emu/): LWLC_GPU_EMULATE=1 builds net.cu with the host
+ * C++ compiler against build/emu/lwl_gpu_emu.o instead of nvcc and the CUDA libraries. */
+static int emulated(void)
+{
+    const char *v = getenv("LWLC_GPU_EMULATE");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* The CUDA path is built: --target cuda or all, or by default where nvcc was found. */
+static int with_cuda(const opts *o)
+{
+    if (o->target)
+        return strcmp(o->target, "cpu") != 0;
+    return *setting("LWL_NVCC", LWLC_NVCC) != 0 || emulated();
+}
+
+/* Compiles the generated sources in dir into the program `out`: the C of net.c, views.c
+ * and main.c, and with CUDA net.cu by nvcc for CUDA_ARCH (default: the architectures
+ * lwlc was built for), linked with liblwl (and liblwl_cuda). */
+static int build(const opts *o, const lwl_spec *spec, const char *dir, const char *out)
+{
+    char *specdir = realpath(spec->src->dir, NULL);
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    int cuda = with_cuda(o), rc = 0;
+    char *cuobj = xasprintf("%s.net_cu.o", out), *cuviews = xasprintf("%s.views_cu.o", out);
+    char *extra = xstrdup("");
+    if (cuda && emulated()) {
+        const char *cxx = getenv("CXX") && *getenv("CXX") ? getenv("CXX") : "c++";
+        rc = run_cmd(o, xasprintf("%s -std=c++17 -O2 -x c++ -I'%s' -I'%s/runtime' "
+                                  "-I'%s/runtime/cuda' -c '%s/net.cu' -o '%s'", cxx, dir, home(),
+                                  home(), dir, cuobj), "the C++ compiler", out);
+        free(extra);
+        extra = xasprintf("-DLWL_WITH_CUDA '%s' '%s/emu/lwl_gpu_emu.o' -lstdc++", cuobj,
+                          libdir());
+    } else if (cuda) {
+        const char *arch = getenv("CUDA_ARCH");
+        char *gencode = xstrdup(arch && *arch ? "" : LWLC_NVCC_GENCODE);
+        if (arch && *arch) {
+            char *list = xstrdup(arch), *save = NULL;
+            for (char *a = strtok_r(list, " ,", &save); a; a = strtok_r(NULL, " ,", &save)) {
+                char *g = xasprintf("%s -gencode arch=compute_%s,code=sm_%s", gencode, a, a);
+                free(gencode);
+                gencode = g;
+            }
+            free(list);
+        }
+        for (int k = 0; rc == 0 && k < 2; k++)
+            rc = run_cmd(o, xasprintf("%s %s %s -Xcompiler -Wno-unused-function -I'%s' "
+                                      "-I'%s/runtime' -I'%s/runtime/cuda' -c '%s/%s.cu' "
+                                      "-o '%s'", setting("LWL_NVCC", LWLC_NVCC),
+                                      setting("LWL_NVCC_FLAGS", LWLC_NVCC_FLAGS), gencode, dir,
+                                      home(), home(), dir, k ? "views" : "net",
+                                      k ? cuviews : cuobj), "nvcc", out);
+        free(gencode);
+        free(extra);
+        extra = xasprintf("-DLWL_WITH_CUDA '%s' '%s' '%s/liblwl_cuda.a' %s -lstdc++",
+                          cuobj, cuviews, libdir(), setting("LWL_CUDA_LIBS", LWLC_CUDA_LIBS));
+    }
+    if (rc == 0)
+        rc = run_cmd(o, xasprintf("%s -std=c11 -D_GNU_SOURCE -O2 -march=native "
+                                  "-DLWL_SPEC_DIR='\"%s\"' -I'%s' -I'%s/runtime' '%s/net.c' "
+                                  "'%s/views.c' '%s/main.c' %s '%s/liblwl.a' %s -o '%s'",
+                                  cc, specdir ? specdir : ".", dir, home(), dir, dir, dir, extra,
+                                  libdir(), setting("LWL_RUNTIME_LIBS", LWLC_RUNTIME_LIBS), out),
+                    "the C compiler", out);
+    if (cuda) {
+        remove(cuobj);
+        remove(cuviews);
+    }
+    free(specdir);
+    free(cuobj);
+    free(cuviews);
+    free(extra);
+    if (rc == 0 && o->verbose)
+        fprintf(stderr, "lwlc: built %s%s\n", out, cuda ? " (CPU and CUDA)" : "");
+    return rc;
 }
 
 /* Lowers, emits generated/<name>/ (or --emit-dir) and builds unless -S. */
 static int generate(const opts *o, const lwl_spec *spec, lwl_diag *d)
 {
-    if (o->target && strcmp(o->target, "cpu") != 0) {
-        fprintf(stderr, "lwlc: --target %s: the CUDA backend is not built yet; use --target "
-                "cpu\n", o->target);
+    if (with_cuda(o) && !o->sources_only && !*setting("LWL_NVCC", LWLC_NVCC) && !emulated()) {
+        fprintf(stderr, "lwlc: --target %s: this lwlc was built without nvcc (CUDA not found); "
+                "use --target cpu\n", o->target);
         return 3;
     }
     lwl_plan plan;

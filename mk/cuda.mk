@@ -9,10 +9,12 @@ CUDA_ARCH ?= 80 90
 CUDNN_HOME ?= $(CUDA_HOME)
 NCCL_HOME  ?= $(CUDA_HOME)
 NVCC_GENCODE := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a))
-NVCC_INC  := -Iruntime -Iruntime/cuda -I$(CUDNN_HOME)/include -I$(NCCL_HOME)/include
-# Warnings are errors: the CUDA build must stay as clean as the C build.
-NVCC_FLAGS := -O3 -std=c++17 $(NVCC_GENCODE) --Werror all-warnings \
-              -Xcompiler -Wall,-Wextra,-Wno-unused-function -D_GNU_SOURCE
+CUDA_INC  := $(sort -I$(CUDNN_HOME)/include -I$(NCCL_HOME)/include)
+NVCC_INC  := -Iruntime -Iruntime/cuda $(CUDA_INC)
+# Warnings are errors: the CUDA build must stay as clean as the C build. lwlc builds the
+# generated net.cu with NVCC_BASE and NVCC_GENCODE (or CUDA_ARCH's at its run).
+NVCC_BASE := -O3 -std=c++17 --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -D_GNU_SOURCE
+NVCC_FLAGS := $(NVCC_BASE) $(NVCC_GENCODE) -Xcompiler -Wno-unused-function
 CUDA_LIBDIRS := $(sort $(CUDA_HOME)/lib64 $(CUDNN_HOME)/lib $(CUDNN_HOME)/lib64 \
                 $(NCCL_HOME)/lib $(NCCL_HOME)/lib64)
 CUDA_LIBS := $(foreach d,$(wildcard $(CUDA_LIBDIRS)),-L$(d) -Wl,-rpath,$(d)) \
@@ -35,3 +37,12 @@ $(B)/cuda/%.o: runtime/cuda/%.cu $(wildcard runtime/cuda/*.h runtime/cuda/*.cuh)
 $(B)/liblwl_cuda.a: $(CUDA_OBJ)
 	rm -f $@
 	ar rcs $@ $^
+
+# The GPU emulated on the host for the tests (tests/emu/): LWLC_GPU_EMULATE=1 lwlc links it.
+CXX ?= c++
+$(B)/emu/lwl_gpu_emu.o: tests/emu/lwl_gpu_emu.cc compiler/tmpl/gpu_kernels.h \
+                        compiler/tmpl/kernels.h runtime/cuda/lwl_gpu.h runtime/cuda/lwl_cuda.h
+	@mkdir -p $(B)/emu
+	$(CXX) -std=c++17 -O2 -Wall -Wextra -Icompiler/tmpl -Iruntime -Iruntime/cuda -c -o $@ $<
+
+all: $(B)/emu/lwl_gpu_emu.o

@@ -38,6 +38,7 @@ lwl_ranks lwl_ranks_from_env(void)
         { "pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS" },
         { "slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE" },
         { "torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE" },
+        { "lwl", "LWL_RANK", "LWL_WORLD", "LWL_RANK", "LWL_WORLD" },
     };
     lwl_ranks r = { 0, 1, 0, 1, "none" };
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
@@ -67,6 +68,11 @@ static char *msg(const char *fmt, ...)
     return s;
 }
 
+int lwl_comm_mpi(void)
+{
+    return mpi_on;
+}
+
 int lwl_comm_has_mpi(void)
 {
 #ifdef LWL_HAVE_MPI
@@ -83,6 +89,8 @@ int lwl_comm_init(int *argc, char ***argv, char **err)
     ranks = env;
     if (env.world == 1)
         return 0;
+    if (!strcmp(env.launcher, "lwl"))
+        return 0;     /* GPU ranks the program started itself: they meet through NCCL */
     if (!strcmp(env.launcher, "torchrun")) {
         *err = msg("started as rank %d of %d by torchrun (RANK, WORLD_SIZE): CPU ranks join "
                    "through MPI; start them with mpirun -np %d or srun", env.rank, env.world,

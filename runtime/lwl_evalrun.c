@@ -145,7 +145,7 @@ static int features_rows(run *r, const float *x, int n, float *feat, float *xb, 
     for (int at = 0; at < n; at += r->nb) {
         int m = n - at < r->nb ? n - at : r->nb;
         memcpy(xb, x + (size_t)at * img, (size_t)m * img * sizeof(float));
-        if (p->net_features(xb, fb))
+        if (run_net_features(r, xb, fb))
             return run_fail("features: the network failed");
         memcpy(feat + (size_t)at * p->feat_dim, fb, (size_t)m * p->feat_dim * sizeof(float));
     }
@@ -256,7 +256,7 @@ int run_phase_knn(run *r)
 {
     double t1, t5, r1, r5;
     if (run_open_data(r) || run_load_for_eval(r) || knn_eval(r, &t1, &t5) ||
-        r->p->net_init_weights((uint64_t)r->o.seed) || knn_eval(r, &r1, &r5))
+        run_net_init_weights(r) || knn_eval(r, &r1, &r5))
         return -1;
     run_say(r, "knn: top-1 %.2f%%, top-5 %.2f%% (random init: %.2f%%, %.2f%%)\n", t1, t5, r1,
             r5);
@@ -316,6 +316,8 @@ static int linear_eval(run *r, lwl_linear *l, linres *res)
         run_fail("linear: the train (%zu images) or test (%zu) split is empty", ntr, nte);
         goto out;
     }
+    if (run_net_to_host(r))
+        goto out;
     memcpy(before, r->st.params, p->param_floats * sizeof(float));
     if (eval_features(r, te, nte, fte, lte))
         goto out;
@@ -363,7 +365,7 @@ static int linear_eval(run *r, lwl_linear *l, linres *res)
                     res->top1, res->top5, (run_now_ms() - t0) / 1e3);
         }
     }
-    if (memcmp(before, r->st.params, p->param_floats * sizeof(float)) != 0) {
+    if (run_net_to_host(r) || memcmp(before, r->st.params, p->param_floats * sizeof(float))) {
         run_fail("linear: the frozen backbone changed; this is a bug");
         goto out;
     }
@@ -415,7 +417,7 @@ int run_phase_linear(run *r)
     if (run_load_for_eval(r) || linear_eval(r, l, &pre) || save_linear(r, l))
         goto out;
     run_say(r, "linear classification on the randomly initialised backbone\n");
-    if (p->net_init_weights((uint64_t)r->o.seed) || linear_eval(r, l, &rnd))
+    if (run_net_init_weights(r) || linear_eval(r, l, &rnd))
         goto out;
     run_say(r, "linear: top-1 %.2f%% (best %.2f%%), top-5 %.2f%%; random init: top-1 %.2f%%, "
             "top-5 %.2f%%\n", pre.top1, pre.best1, pre.top5, rnd.top1, rnd.top5);
@@ -482,7 +484,7 @@ static int gradcam_one(run *r, lwl_linear *l, const char *path, const char *dir)
         goto out;
     }
     lwl_eval_normalize(u8, x);
-    const float *maps = p->net_maps(x);      /* row 0: (C, P) */
+    const float *maps = run_net_maps(r, x);      /* row 0: (C, P) */
     if (!maps) {
         run_fail("gradcam: the network failed");
         goto out;

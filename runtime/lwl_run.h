@@ -35,6 +35,9 @@ typedef struct run {
     lwl_state st;
     int net_ready;
     int nb;                     /* images per call of the network: batch / world */
+    const lwl_gpu_net *gpu;     /* the network on the GPU (--device), or NULL: the CPU's */
+    int device;                 /* the GPU of this rank */
+    const char *idfile;         /* where GPU ranks without MPI meet (NCCL's id), or NULL */
     int rank, world;            /* this process among the ranks of a data-parallel run */
     FILE *metrics;
 } run;
@@ -48,6 +51,16 @@ int run_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *run_join(const char *dir, const char *path);
 int run_mkdir_p(const char *dir);
 int run_need_net(run *r);
+/* The network of the run, on the CPU or the GPU (r->gpu): the initial state (seed
+ * r->o.seed), a step, features and layer4 maps of nb images, and the host copies of the
+ * state (r->st) from and onto the GPU (nothing to do on the CPU). */
+int run_net_init_weights(run *r);
+int run_net_step(run *r, const float *v1, const float *v2, float lr, float ema, int first,
+                 double *loss);
+int run_net_features(run *r, const float *x, float *feat);
+const float *run_net_maps(run *r, const float *x);
+int run_net_to_host(run *r);
+int run_net_to_device(run *r);
 int run_open_data(run *r);
 /* A loader of split `part` in batches of r->nb; per_rank: this rank's share of each
  * global batch (pre-training), else every sample on this rank. */

@@ -10,8 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,16 +59,61 @@ int run_fail(const char *fmt, ...)
 }
 
 /* Makes the network's memory and primitives the first time a phase needs them
- * (the data phases never do). */
+ * (the data phases never do), on the GPU or the CPU (r->gpu). */
 int run_need_net(run *r)
 {
     if (r->net_ready)
         return 0;
-    if (r->p->net_init(r->o.threads, r->rank, r->world) != 0)
-        return run_fail("cannot set up the network");
+    if (r->gpu) {
+        if (r->gpu->init(r->device, r->rank, r->world, r->idfile) != 0)
+            return run_fail("cannot set up the network on GPU %d", r->device);
+        r->st = r->gpu->state();
+    } else {
+        if (r->p->net_init(r->o.threads, r->rank, r->world) != 0)
+            return run_fail("cannot set up the network");
+        r->st = r->p->net_state();
+    }
     r->nb = r->p->batch / r->world;
-    r->st = r->p->net_state();
     r->net_ready = 1;
+    return 0;
+}
+
+int run_net_init_weights(run *r)
+{
+    uint64_t seed = (uint64_t)r->o.seed;
+    if (r->gpu ? r->gpu->init_weights(seed) : r->p->net_init_weights(seed))
+        return run_fail("cannot initialise the network");
+    return 0;
+}
+
+int run_net_step(run *r, const float *v1, const float *v2, float lr, float ema, int first,
+                 double *loss)
+{
+    return r->gpu ? r->gpu->step(v1, v2, lr, ema, first, loss)
+                  : r->p->net_step(v1, v2, lr, ema, first, loss);
+}
+
+int run_net_features(run *r, const float *x, float *feat)
+{
+    return r->gpu ? r->gpu->features(x, feat) : r->p->net_features(x, feat);
+}
+
+const float *run_net_maps(run *r, const float *x)
+{
+    return r->gpu ? r->gpu->maps(x) : r->p->net_maps(x);
+}
+
+int run_net_to_host(run *r)
+{
+    if (r->gpu && r->gpu->to_host())
+        return run_fail("cannot copy the state from the GPU");
+    return 0;
+}
+
+int run_net_to_device(run *r)
+{
+    if (r->gpu && r->gpu->to_device())
+        return run_fail("cannot copy the state to the GPU");
     return 0;
 }
 
@@ -197,9 +246,10 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
             return run_fail("unknown argument '%s'", a);
         }
     }
-    if (strcmp(o->device, "cuda") == 0)
-        return run_fail("--device cuda: this program was built for the CPU only");
-    if (strcmp(o->device, "auto") && strcmp(o->device, "cpu"))
+    if (strcmp(o->device, "cuda") == 0 && !p->gpu)
+        return run_fail("--device cuda: this program was built for the CPU only (build it with "
+                        "lwlc --target cuda)");
+    if (strcmp(o->device, "auto") && strcmp(o->device, "cpu") && strcmp(o->device, "cuda"))
         return run_fail("--device must be auto, cpu or cuda, got '%s'", o->device);
     if (o->epochs < 1)
         return run_fail("--epochs must be at least 1");
@@ -260,6 +310,15 @@ lwl_loader *run_open_loader(run *r, const lwl_pipeline *pipe, int part, int shuf
     c.batch = r->nb;
     c.rank = per_rank ? r->rank : 0;
     c.world = per_rank ? r->world : 1;
+    /* pre-training on a GPU: the workers stage the views' pixels and params in pinned
+     * memory and views.cu makes the views on the device (LWL_GPU_VIEWS=0: on the host) */
+    const char *gv = getenv("LWL_GPU_VIEWS");
+    if (per_rank && r->gpu && r->gpu->step_staged && !(gv && !strcmp(gv, "0"))) {
+        c.stage = 1;
+        c.stage_alloc = r->gpu->stage_alloc;
+        c.stage_free = r->gpu->stage_free;
+        c.stage_arg = &r->device;
+    }
     c.shuffle = shuffle;
     c.keep_last = keep_last;
     c.seed = (uint64_t)r->o.seed;
@@ -420,7 +479,18 @@ int run_read_checkpoint(run *r, const char *path, long *step)
 /* Rank 0's *v on every rank (its decisions: resume or not, checkpoint now or not). */
 static int agree(const run *r, int *v)
 {
-    return r->world > 1 ? lwl_comm_bcast_bytes(v, sizeof *v) : 0;
+    if (r->world == 1)
+        return 0;
+    if (!lwl_comm_mpi() && r->gpu)     /* GPU ranks the program started: through NCCL */
+        return r->gpu->bcast_host(v, sizeof *v);
+    return lwl_comm_bcast_bytes(v, sizeof *v);
+}
+
+/* Every rank waits here until rank 0 comes (after its evaluation, say). */
+static int run_barrier(const run *r)
+{
+    int token = 0;
+    return agree(r, &token);
 }
 
 /* Rank 0's whole state on every rank (after it read a checkpoint). */
@@ -429,6 +499,8 @@ static int share_state(const run *r)
     const lwl_program *p = r->p;
     if (r->world == 1)
         return 0;
+    if (r->gpu)
+        return r->gpu->share_state() ? run_fail("cannot share the state between the GPUs") : 0;
     return lwl_comm_bcast_f(r->st.params, p->param_floats) ||
            lwl_comm_bcast_f(r->st.momentum, p->param_floats) ||
            lwl_comm_bcast_f(r->st.bufs, p->buf_floats) ||
@@ -465,6 +537,8 @@ static int gather_groups(const run *r)
     const lwl_program *p = r->p;
     if (r->world == 1 || p->groups == 1)
         return 0;
+    if (r->gpu)
+        return r->gpu->gather_groups() ? run_fail("cannot gather the GPUs' BN statistics") : 0;
     return gather_groups_of(r, r->st.bufs, p->bufs, p->nbufs, p->buf_floats) ||
            gather_groups_of(r, r->st.tbufs, p->bufs, p->target_nbufs, p->target_buf_floats)
            ? -1 : 0;
@@ -474,7 +548,7 @@ static int gather_groups(const run *r)
  * calls it). */
 static int save(run *r, const char *ckpt, const char *bb, long step)
 {
-    if (gather_groups(r))
+    if (gather_groups(r) || run_net_to_host(r))
         return -1;
     if (r->rank != 0)
         return 0;
@@ -536,7 +610,7 @@ static int phase_pretrain(run *r)
      * --resume covers the spec; --epochs changes are refused the same way. */
     lwl_program q = *p;
     q.epochs = r->o.epochs;
-    if (p->net_init_weights((uint64_t)r->o.seed))
+    if (run_net_init_weights(r))
         goto out;
     /* rank 0 reads the checkpoint and hands its state to the others */
     int have = r->o.resume && access(ckpt, R_OK) == 0, tt = 0;
@@ -548,7 +622,7 @@ static int phase_pretrain(run *r)
         if (r->rank == 0 && run_read_checkpoint(r, ckpt, &t))
             goto out;
         tt = (int)t;
-        if (agree(r, &tt) || share_state(r))
+        if ((r->rank == 0 && run_net_to_device(r)) || agree(r, &tt) || share_state(r))
             goto out;
         t = tt;
         run_say(r, "resumed %s at step %ld\n", ckpt, t);
@@ -579,7 +653,9 @@ static int phase_pretrain(run *r)
             }
             double lr = lwl_lr_at(&q, t, spe), m = lwl_ema_at(&q, t, total), loss = 0;
             double s0 = run_now_ms();
-            int st = p->net_step(b.view[0], b.view[1], (float)lr, (float)m, t == 0, &loss);
+            int st = b.stage ? r->gpu->step_staged(b.stage, (float)lr, (float)m, t == 0, &loss)
+                             : run_net_step(r, b.view[0], b.view[1], (float)lr, (float)m, t == 0,
+                                            &loss);
             double ms = run_now_ms() - s0;
             if (st < 0)
                 goto out;
@@ -618,7 +694,7 @@ static int phase_pretrain(run *r)
                 (done_epoch % p->knn_every == 0 || t + 1 == total)) {
                 if (r->rank == 0 && run_knn_monitor(r, done_epoch))
                     goto out;
-                if (lwl_comm_barrier())
+                if (run_barrier(r))
                     goto out;
             }
         }
@@ -644,13 +720,13 @@ out:
  * is one, else the initial weights (with a note). */
 int run_load_for_eval(run *r)
 {
-    if (run_need_net(r) || r->p->net_init_weights((uint64_t)r->o.seed))
+    if (run_need_net(r) || run_net_init_weights(r))
         return -1;
     char *ckpt = run_join(r->o.out, "checkpoint.safetensors");
     long step = 0;
     int rc = 0;
     if (access(ckpt, R_OK) == 0)
-        rc = run_read_checkpoint(r, ckpt, &step);
+        rc = run_read_checkpoint(r, ckpt, &step) || run_net_to_device(r) ? -1 : 0;
     else
         run_say(r, "note: no %s; using the initial weights\n", ckpt);
     free(ckpt);
@@ -688,7 +764,7 @@ static int phase_features(run *r)
     while (lwl_loader_next(ld, &b) == 1) {
         size_t img = (size_t)3 * p->size * p->size;
         memcpy(x, b.view[0], (size_t)b.n * img * sizeof(float));
-        if (p->net_features(x, tmp))
+        if (run_net_features(r, x, tmp))
             goto out;
         for (int i = 0; i < b.n; i++) {
             memcpy(feat + (size_t)b.index[i] * p->feat_dim, tmp + (size_t)i * p->feat_dim,
@@ -738,8 +814,7 @@ out:
 static int phase_dump(run *r)
 {
     const lwl_program *p = r->p;
-    if (run_open_data(r) || need_batch(r) || run_need_net(r) ||
-        p->net_init_weights((uint64_t)r->o.seed))
+    if (run_open_data(r) || need_batch(r) || run_need_net(r) || run_net_init_weights(r))
         return -1;
     lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0, 0);
     if (!ld)
@@ -759,7 +834,8 @@ static int phase_dump(run *r)
     memcpy(before, r->st.params, p->param_floats * sizeof(float));
     memcpy(bbefore, r->st.bufs, p->buf_floats * sizeof(float));
     double lr = lwl_lr_at(p, 0, spe), m = lwl_ema_at(p, 0, total), loss = 0;
-    if (p->net_step(b.view[0], b.view[1], (float)lr, (float)m, 1, &loss) != 0) {
+    if (run_net_step(r, b.view[0], b.view[1], (float)lr, (float)m, 1, &loss) != 0 ||
+        run_net_to_host(r)) {
         run_fail("dump: the step failed");
         goto out;
     }
@@ -802,8 +878,7 @@ out:
 static int phase_bench(run *r)
 {
     const lwl_program *p = r->p;
-    if (run_open_data(r) || need_batch(r) || run_need_net(r) ||
-        p->net_init_weights((uint64_t)r->o.seed))
+    if (run_open_data(r) || need_batch(r) || run_need_net(r) || run_net_init_weights(r))
         return -1;
     lwl_phase_ctx pc = { r->root, &r->ds, r->o.out, r->o.quiet ? NULL : stdout, r->o.threads,
                          (uint64_t)r->o.seed };
@@ -827,7 +902,7 @@ static int phase_bench(run *r)
     double loss, best = 1e30, sum = 0;
     for (int i = 0; i <= steps; i++) {
         double t0 = run_now_ms();
-        if (p->net_step(b.view[0], b.view[1], 1e-3f, 0.99f, i == 0, &loss) < 0) {
+        if (run_net_step(r, b.view[0], b.view[1], 1e-3f, 0.99f, i == 0, &loss) < 0) {
             lwl_loader_close(ld);
             return -1;
         }
@@ -870,6 +945,121 @@ static int phase_data(run *r, const char *name)
         free(err);
     }
     return rc;
+}
+
+/* --device: the GPU network when asked for (cuda), or when there is one (auto). Rank k
+ * of a machine takes its k-th GPU. */
+static int choose_device(run *r, int *ngpu)
+{
+    const lwl_gpu_net *g = r->p->gpu;
+    char *info = NULL;
+    int n = g && strcmp(r->o.device, "cpu") ? g->available(&info) : 0;
+    *ngpu = n;
+    if (!strcmp(r->o.device, "cuda") && n == 0) {
+        run_fail("--device cuda: no GPU is usable here");
+        return -1;
+    }
+    if (n > 0) {
+        r->gpu = g;
+        r->device = lwl_comm_ranks()->local_rank % n;
+        if (getenv("LWL_NCCL_ID"))
+            r->idfile = getenv("LWL_NCCL_ID");
+        run_say(r, "device: GPU %d of %s; precision %s\n", r->device, info ? info : "?",
+                g->precision);
+    } else {
+        run_say(r, "device: CPU (fp32)%s\n", g ? "" : "; this program has no GPU network");
+    }
+    free(info);
+    return 0;
+}
+
+/* ---- GPU ranks started by the program itself */
+
+static pid_t children[64];
+static int nchildren;
+
+/* Ends the ranks this process started (on its failure, or theirs). */
+static void stop_children(void)
+{
+    for (int i = 0; i < nchildren; i++)
+        if (children[i] > 0)
+            kill(children[i], SIGTERM);
+}
+
+/* Watches the started ranks: the first that fails ends the run, naming itself. */
+static void *watch_children(void *arg)
+{
+    (void)arg;
+    for (int left = nchildren; left > 0; left--) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0)
+            return NULL;
+        int k = 0;
+        while (k < nchildren && children[k] != pid)
+            k++;
+        if (k < nchildren)
+            children[k] = -1;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "rank %d of %d failed (exit %d): stopping every rank\n", k + 1,
+                    nchildren + 1, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            stop_children();
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+/* On a machine with train.gpus GPUs (or more), one rank per GPU: this process is rank 0
+ * and starts ranks 1 .. gpus - 1 (the same program and arguments, with LWL_RANK,
+ * LWL_WORLD and LWL_NCCL_ID set); they meet through NCCL, through a run-specific id file
+ * in --out. LWL_SPAWN=0, or fewer GPUs: one process computes every group on one GPU. */
+static int spawn_ranks(run *r, int ngpu, char **argv)
+{
+    const lwl_program *p = r->p;
+    const char *sp = getenv("LWL_SPAWN");
+    if (!r->gpu || p->gpus < 2 || r->world > 1 || (sp && !strcmp(sp, "0")))
+        return 0;
+    if (ngpu < p->gpus) {
+        run_say(r, "note: train.gpus is %d and this machine has %d GPU%s: one process computes "
+                   "the %d GPUs' groups on GPU 0\n", p->gpus, ngpu, ngpu == 1 ? "" : "s", p->gpus);
+        return 0;
+    }
+    static char id[4096];
+    if (run_mkdir_p(r->o.out) != 0)
+        return run_fail("cannot make %s", r->o.out);
+    snprintf(id, sizeof id, "%s/.nccl_id.%d", r->o.out, (int)getpid());
+    unlink(id);
+    char world[16];
+    snprintf(world, sizeof world, "%d", p->gpus);
+    if (setenv("LWL_WORLD", world, 1) || setenv("LWL_NCCL_ID", id, 1))
+        return run_fail("cannot set the ranks' environment");
+    for (int k = 1; k < p->gpus && k < 64; k++) {
+        char rank[16];
+        snprintf(rank, sizeof rank, "%d", k);
+        setenv("LWL_RANK", rank, 1);
+        pid_t pid = fork();
+        if (pid < 0)
+            return run_fail("cannot start rank %d: %s", k, strerror(errno));
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);    /* rank 0 gone: so are the others */
+            execv("/proc/self/exe", argv);
+            fprintf(stderr, "rank %d: cannot start: %s\n", k, strerror(errno));
+            _exit(127);
+        }
+        children[nchildren++] = pid;
+    }
+    unsetenv("LWL_RANK");
+    static pthread_t watcher;
+    if (pthread_create(&watcher, NULL, watch_children, NULL) != 0)
+        return run_fail("cannot watch the ranks it started");
+    r->rank = 0;
+    r->world = p->gpus;
+    r->nb = p->batch / r->world;
+    r->idfile = id;
+    run_say(r, "ranks: started %d more, one per GPU (LWL_SPAWN=0: one process)\n",
+            p->gpus - 1);
+    return 0;
 }
 
 static int run_phase(run *r, const char *ph)
@@ -915,6 +1105,9 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     r.rank = lwl_comm_rank();
     r.world = lwl_comm_world();
     r.nb = p->batch / r.world;
+    int ngpu = 0;
+    if (choose_device(&r, &ngpu) || spawn_ranks(&r, ngpu, argv))
+        return 1;
     if (r.world > 1 && p->gpus % r.world) {
         run_fail("%d ranks cannot share this experiment: its train.gpus %d is not divisible "
                  "by them; start %d ranks (one per GPU)", r.world, p->gpus, p->gpus);
@@ -972,7 +1165,7 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
                 if (strcmp(r.o.phases[i], "report") && run_phase(&r, r.o.phases[i]))
                     rc = 1;
             /* the other ranks wait while rank 0 evaluates */
-            if (rc == 0 && lwl_comm_barrier())
+            if (rc == 0 && run_barrier(&r))
                 rc = 1;
         }
         free(dir);
@@ -983,14 +1176,23 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
         rc = 1;
     if (r.ds_open)
         lwl_dataset_free(&r.ds);
-    if (r.net_ready)
+    if (r.net_ready && r.gpu)
+        r.gpu->free();
+    else if (r.net_ready)
         p->net_free();
     free(r.root);
     free(r.classes);
     free(defout);
     free(r.o.phases);
-    if (rc != 0)
+    if (rc != 0) {
+        stop_children();
         lwl_comm_abort(rc);
+    }
     lwl_comm_finalize();
+    for (int i = 0; i < nchildren; i++)     /* the watcher reaps them; wait for it to */
+        while (children[i] > 0 && kill(children[i], 0) == 0)
+            usleep(10000);
+    if (r.idfile && r.rank == 0)
+        unlink(r.idfile);
     return rc;
 }

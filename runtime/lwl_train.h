@@ -26,6 +26,34 @@ typedef struct lwl_state {
     float *params, *grads, *momentum, *target, *bufs, *tbufs;
 } lwl_state;
 
+/* The network on a GPU (net.cu), for a program built with CUDA: the same state as the
+ * CPU network's, kept on the device, with host copies for the driver. */
+typedef struct lwl_gpu_net {
+    /* how many GPUs there are (0: none usable), with a line about them in *info */
+    int (*available)(char **info);
+    /* GPU `device` for rank `rank` of `ranks`; idfile: where ranks without MPI meet */
+    int (*init)(int device, int rank, int ranks, const char *idfile);
+    void (*free)(void);
+    lwl_state (*state)(void);           /* the host copies */
+    int (*to_host)(void);               /* device state into the host copies */
+    int (*to_device)(void);             /* host copies onto the device */
+    int (*init_weights)(uint64_t seed); /* net.c's initial state, onto the device */
+    int (*step)(const float *view1, const float *view2, float lr, float ema, int first,
+                double *loss);
+    /* the same step with the views made on the GPU from a staged batch (views.cu), or NULL
+     * (the tests' emulated GPU) */
+    int (*step_staged)(const lwl_stage *stage, float lr, float ema, int first, double *loss);
+    /* loader hooks for the staging blocks (pinned host memory on the GPU's device) */
+    void *(*stage_alloc)(void *arg, size_t bytes, char *err, size_t errlen);
+    void (*stage_free)(void *arg, void *p);
+    int (*features)(const float *x, float *feat);
+    const float *(*maps)(const float *x);
+    int (*gather_groups)(void);         /* every rank's BN groups onto every rank */
+    int (*share_state)(void);           /* rank 0's state onto every rank */
+    int (*bcast_host)(void *p, size_t bytes);   /* rank 0's host bytes to every rank */
+    const char *precision;              /* train.precision: "bf16", "fp16", "fp32" */
+} lwl_gpu_net;
+
 typedef struct lwl_program {
     const char *name;
     const char *spec;           /* the resolved spec (lwlc --print): kept in checkpoints */
@@ -89,6 +117,9 @@ typedef struct lwl_program {
 
     /* for the step dump's config (JSON object text) */
     const char *dump_config;
+
+    /* the same network on a GPU, or NULL when built for the CPU only */
+    const lwl_gpu_net *gpu;
 } lwl_program;
 
 /* Runs the program's command line; returns the process exit code. */

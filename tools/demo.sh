@@ -19,9 +19,9 @@ if [ ! -f "$data/.complete_$per_class" ]; then
     touch "$data/.complete_$per_class"
 fi
 
-echo "demo: build/lwlc examples/fashion_mnist.lwl"
+echo "demo: build/lwlc --target cpu examples/fashion_mnist.lwl"
 mkdir -p build/demo
-build/lwlc -o build/demo/fashion_mnist --emit-dir build/demo/generated examples/fashion_mnist.lwl
+build/lwlc --target cpu -o build/demo/fashion_mnist --emit-dir build/demo/generated examples/fashion_mnist.lwl
 
 echo "demo: running its protocol into $out (progress below)"
 rm -rf "$out"

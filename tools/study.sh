@@ -53,7 +53,7 @@ eval    { knn { every 0; memory train; queries val }
           linear { epochs 4; batch 64; lr 0.1; milestones [3]; train train; test test }
           repeat 1 }
 LWL
-        build/lwlc -o "build/study-mini/$name" --emit-dir "build/study-mini/gen_$name" "$spec"
+        build/lwlc --target cpu -o "build/study-mini/$name" --emit-dir "build/study-mini/gen_$name" "$spec"
         echo "== $name"
         "build/study-mini/$name" --out "runs/study-mini/$name" --resume --quiet
         grep '^| pre-trained' "runs/study-mini/$name/summary.md" || true

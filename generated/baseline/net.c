@@ -75,7 +75,8 @@ static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
     return 0;
 }
 
-/* The weight gradient of each chunk, added to that chunk's gradient g (+ k PARAM_FLOATS). */
+/* The weight gradient of each chunk, added to that chunk's gradient g
+ * (+ k PARAM_FLOATS). */
 static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)
 {
     size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
@@ -478,12 +479,14 @@ void net_free(void)
 
 /* Kaiming-normal (fan_out, ReLU) weights, BN weight 1 and bias 0, running
  * statistics 0 and 1; the target starts as an exact copy. Normal draws come
- * from Philox keyed by (seed, tensor) through Box-Muller. */
-int net_init_weights(uint64_t seed)
+ * from Philox keyed by (seed, tensor) through Box-Muller. Into the arrays given
+ * (laid out as PARAMS, BUFS, TARGET, TBUFS, MOMENTUM): net.cu starts from it too. */
+int net_init_state(uint64_t seed, float *params, float *bufs, float *target, float *tbufs,
+                   float *momentum)
 {
     for (int t = 0; t < NPARAMS; t++) {
         const lwl_tensor_info *ti = &net_params_info[t];
-        float *w = PARAMS + ti->off;
+        float *w = params + ti->off;
         if (!ti->fan_out) {
             float fill = strstr(ti->name, ".bias") ? 0.0f : 1.0f;
             for (size_t i = 0; i < ti->numel; i++)
@@ -507,12 +510,17 @@ int net_init_weights(uint64_t seed)
         const lwl_tensor_info *ti = &net_bufs_info[t];
         float fill = strstr(ti->name, "running_var") ? 1.0f : 0.0f;
         for (size_t i = 0; i < ti->numel * GROUPS; i++)
-            BUFS[ti->off + i] = fill;
+            bufs[ti->off + i] = fill;
     }
-    memcpy(TARGET, PARAMS, sizeof(float) * TARGET_PARAM_FLOATS);
-    memcpy(TBUFS, BUFS, sizeof(float) * TARGET_BUF_FLOATS);
-    memset(MOMENTUM, 0, sizeof(float) * PARAM_FLOATS);
+    memcpy(target, params, sizeof(float) * TARGET_PARAM_FLOATS);
+    memcpy(tbufs, bufs, sizeof(float) * TARGET_BUF_FLOATS);
+    memset(momentum, 0, sizeof(float) * PARAM_FLOATS);
     return 0;
+}
+
+int net_init_weights(uint64_t seed)
+{
+    return net_init_state(seed, PARAMS, BUFS, TARGET, TBUFS, MOMENTUM);
 }
 
 /* The backbone in train mode: a holds the images at its start; every conv

@@ -11,6 +11,14 @@
 
 extern const lwl_pipeline views_pipeline;
 
+/* The GPU network of net.cu, when lwlc builds with CUDA (--target cuda or all). */
+#ifdef LWL_WITH_CUDA
+extern const lwl_gpu_net net_gpu;
+#define NET_GPU (&net_gpu)
+#else
+#define NET_GPU NULL
+#endif
+
 /* The resolved spec, as lwlc --print writes it: checkpoints keep it. */
 static const char spec[] =
     "# The resolved spec, every default written out (lwlc --print).\n"
@@ -188,6 +196,7 @@ static const lwl_program program = {
     .net_step = net_step,
     .net_features = net_features,
     .net_maps = net_maps,
+    .gpu = NET_GPU,
     .fh = 7,
     .fw = 7,
     .dump_config = "\"backbone\": \"resnet50\", \"stem\": \"imagenet\", \"size\": 224, \"batch\": 128, \"groups\": 2, \"heads\": 4, \"hidden\": 4096, \"dim\": 256, \"local_weight\": 0.5, \"head\": \"lewel_b\", \"target\": \"eman\", \"optimizer\": \"lars\", \"momentum\": 0.90000000000000002, \"weight_decay\": 9.9999999999999995e-07, \"eta\": 0.001",

@@ -131,6 +131,8 @@ extern const lwl_tensor_info net_bufs_info[NBUFS];
 int net_init(int threads, int rank, int ranks);
 void net_free(void);
 int net_init_weights(uint64_t seed);
+int net_init_state(uint64_t seed, float *params, float *bufs, float *target, float *tbufs,
+                   float *momentum);
 int net_step(const float *view1, const float *view2, float lr, float ema, int first,
              double *loss);
 int net_features(const float *x, float *feat);

@@ -20,7 +20,8 @@ cd "$tmp" || exit 1
 # build NAME [-D ...]: the tiny spec with overrides, into ./NAME
 build() {
     local name=$1; shift
-    "$LWLC" -o "$name" --emit-dir "gen/$name" "$@" "$root/tests/specs/tiny.lwl" 2>/dev/null
+    "$LWLC" --target cpu -o "$name" --emit-dir "gen/$name" "$@" "$root/tests/specs/tiny.lwl" \
+        2>/dev/null
 }
 
 # One step of each variant against the reference.
@@ -51,7 +52,7 @@ ok "resume: the losses of steps 4-6 are the same bits" \
 ok "resume: the final checkpoints are the same bytes" \
     cmp straight/checkpoint.safetensors resumed/checkpoint.safetensors
 printf 'name "other"\n' > other.lwl
-"$LWLC" -o other_prog --emit-dir gen/other -D train.lr=0.2 "$root/tests/specs/tiny.lwl" 2>/dev/null
+"$LWLC" --target cpu -o other_prog --emit-dir gen/other -D train.lr=0.2 "$root/tests/specs/tiny.lwl" 2>/dev/null
 err=$(./other_prog --quiet --data data --out resumed --threads 2 --steps 8 --resume pretrain 2>&1)
 is "$?" 1 "resume with a different spec is refused"
 is "$(grep -c 'different spec' <<<"$err")" 1 "... with a message saying so"

@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" tools/fmnist_to_imagefolder.py --per-class 10 "$tmp/data" >/dev/null || exit 1
 cd "$tmp" || exit 1
-ok "lwlc builds the protocol" "$LWLC" -o proto --emit-dir gen \
+ok "lwlc builds the protocol" "$LWLC" --target cpu -o proto --emit-dir gen \
     -D eval.linear.epochs=3 -D 'eval.linear.milestones=[2]' -D eval.linear.batch=16 \
     -D 'eval.gradcam.images=["'"$root"'/examples/images/bird.jpg", "'"$root"'/examples/images/cat.jpg"]' \
     -D train.epochs=1 "$root/tests/specs/tiny.lwl"

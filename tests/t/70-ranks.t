@@ -43,7 +43,7 @@ sys.exit(0 if len(a) == len(b) == 20 and worst <= 1e-5 else 1)' "$1" "$2"; }
 
 for norm in batch sync; do
     ok "norm $norm: lwlc builds the gpus 2 spec" \
-        "$LWLC" -o "r_$norm" --emit-dir "gen_$norm" -D "model.norm=$norm" \
+        "$LWLC" --target cpu -o "r_$norm" --emit-dir "gen_$norm" -D "model.norm=$norm" \
         "$root/tests/specs/ranks.lwl"
     # the same threads per chunk: oneDNN's sums depend on the thread count
     ./"r_$norm" --quiet --data data --out "one_$norm" --threads 1 --steps 20 pretrain
@@ -61,7 +61,7 @@ done
 
 # norm sync over 2 ranks normalises with the whole batch: after one step its weights and
 # running statistics are those of one GPU holding the whole batch (gpus 1), up to rounding.
-"$LWLC" -o full --emit-dir gen_full -D train.gpus=1 "$root/tests/specs/ranks.lwl" 2>/dev/null
+"$LWLC" --target cpu -o full --emit-dir gen_full -D train.gpus=1 "$root/tests/specs/ranks.lwl" 2>/dev/null
 ./full --quiet --data data --out full1 --threads 1 --steps 1 pretrain
 "${MPI[@]}" ./r_sync --quiet --data data --out sync1 --threads 1 --steps 1 pretrain
 ok "norm sync: BN statistics (and weights) after a step equal the full batch's within 1e-5" \
