@@ -58,4 +58,9 @@ int emit_views_c(const lwl_plan *p, FILE *f);
 int emit_views_cu(const lwl_plan *p, FILE *f);
 int emit_main_c(const lwl_plan *p, FILE *f);
 
+/* lwlc --report on the sources in dir (report.c): launches and bytes per step, and
+ * ptxas's registers and shared memory per kernel when nvcc is given. 0 or -1. */
+int emit_report(const lwl_plan *p, const char *dir, const char *nvcc, const char *flags,
+                const char *gencode, const char *inc, FILE *f);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit.h"
 #include "path.h"
 #include "plan.h"
 #include "spec.h"
@@ -32,7 +33,7 @@
 
 static const char usage[] =
     "usage: lwlc SPEC.lwl [-o OUT] [-S] [--emit-dir DIR] [--target cpu|cuda|all]\n"
-    "            [--check] [--print] [-D section.key=value] [-Werror] [-v]\n"
+    "            [--check] [--print] [--report] [-D section.key=value] [-Werror] [-v]\n"
     "            [--help] [--version]\n";
 
 static const char help[] =
@@ -40,6 +41,8 @@ static const char help[] =
     "\n"
     "  --check              read and check the spec(s), report every error; build nothing\n"
     "  --print              write the resolved spec with every default, as .lwl\n"
+    "  --report             the GPU step's launches and bytes per step, and each kernel's\n"
+    "                       registers and shared memory (ptxas); writes the sources\n"
     "  -D section.key=value override a setting, e.g. -D train.epochs=1,\n"
     "                       -D eval.knn.k=200, -D augment.view2.solarize='p 0.5'\n"
     "  -o OUT               the program to build (default ./NAME)\n"
@@ -57,7 +60,7 @@ typedef struct opts {
     const char **specs;
     int nspecs;
     lwl_defines defs;
-    int check, print, sources_only, verbose, werror;
+    int check, print, report, sources_only, verbose, werror;
     const char *out, *emit_dir, *target;
 } opts;
 
@@ -93,6 +96,8 @@ static int parse_args(int argc, char **argv, opts *o)
             o->check = 1;
         } else if (strcmp(a, "--print") == 0) {
             o->print = 1;
+        } else if (strcmp(a, "--report") == 0) {
+            o->report = 1;
         } else if (strcmp(a, "-S") == 0) {
             o->sources_only = 1;
         } else if (strcmp(a, "-v") == 0) {
@@ -274,8 +279,18 @@ static int generate(const opts *o, const lwl_spec *spec, lwl_diag *d)
     diag_flush(d);
     if (rc == 0 && o->verbose)
         fprintf(stderr, "lwlc: wrote %s/\n", dir);
-    if (rc == 0 && !o->sources_only)
+    if (rc == 0 && o->report) {
+        const char *arch = getenv("CUDA_ARCH");
+        char *gencode = xasprintf("-gencode arch=compute_%s,code=sm_%s", arch && *arch ? arch : "90",
+                                  arch && *arch ? arch : "90");
+        char *inc = xasprintf("-I'%s' -I'%s/runtime' -I'%s/runtime/cuda'", dir, home(), home());
+        rc = emit_report(&plan, dir, setting("LWL_NVCC", LWLC_NVCC),
+                         setting("LWL_NVCC_FLAGS", LWLC_NVCC_FLAGS), gencode, inc, stdout) ? 3 : 0;
+        free(gencode);
+        free(inc);
+    } else if (rc == 0 && !o->sources_only) {
         rc = build(o, spec, dir, out);
+    }
     plan_free(&plan);
     free(dir);
     free(out);
