@@ -91,7 +91,8 @@ static void step_tallies(const lwl_plan *p, FILE *f)
     double n = (double)p->batch / s->train.gpus;
     double act = s->train.precision == PREC_FP32 ? 4 : 2;
     int eman = s->model.target == TARGET_EMAN;
-    tally t[8] = { { "casts of the conv weights (online, target)", 0, 0, 0, 0 },
+    tally t[8] = { { "the two views into the network's input", 0, 0, 0, 0 },
+                   { "casts of the conv weights (online, target)", 0, 0, 0, 0 },
                    { "target forward, 2 views", 0, 0, 0, 0 },
                    { "online forward, 2 views", 0, 0, 0, 0 },
                    { "the loss, 2 view orders", 0, 0, 0, 0 },
@@ -100,32 +101,39 @@ static void step_tallies(const lwl_plan *p, FILE *f)
     double convw = 0;
     for (int i = 0; i < p->nconvs; i++)
         convw += (double)p->params[p->convs[i].weight].numel;
-    add(&t[0], 0, 0, 2L * p->nconvs, 2 * convw * (4 + act));
+    double pixels = n * 3 * p->size * p->size;
+    add(&t[1], 0, 0, 2L * p->nconvs, 2 * convw * (4 + act));
     for (int v = 0; v < 2; v++) {
-        add(&t[1], 0, 0, 0, act * n * 3 * p->size * p->size * 2);   /* its copy of the view */
-        backbone(p, n, act, eman ? 1 : 0, &t[1]);
-        head(p, n, 0, 0, !eman, &t[1]);
-        backbone(p, n, act, 0, &t[2]);
-        head(p, n, 1, 0, 1, &t[2]);
-        add(&t[3], 0, 0, p->lewel ? 4 : 2, 4.0 * n * p->dim * (p->lewel ? 1 + p->maps : 1) * 3);
-        head(p, n, 1, 1, 1, &t[4]);
-        backbone(p, n, act, 2, &t[4]);
+        add(&t[0], 0, 0, 1, pixels * (4 + act));    /* views.cu's kernel, or view_in */
+        add(&t[2], 0, 0, 0, act * pixels * 2);      /* the target's copy of the view */
+        backbone(p, n, act, eman ? 1 : 0, &t[2]);
+        head(p, n, 0, 0, !eman, &t[2]);
+        backbone(p, n, act, 0, &t[3]);
+        head(p, n, 1, 0, 1, &t[3]);
+        add(&t[4], 0, 0, p->lewel ? 4 : 2, 4.0 * n * p->dim * (p->lewel ? 1 + p->maps : 1) * 3);
+        head(p, n, 1, 1, 1, &t[5]);
+        backbone(p, n, act, 2, &t[5]);
     }
     double np = (double)p->param_floats, nt = (double)p->target_param_floats;
-    add(&t[5], 0, 0, 3 + (eman ? 2 : 1), np * 4 * 7 + nt * 4 * 3);
+    /* averaging over the ranks (gpus > 1), fp16's overflow check and unscaling, the
+     * optimiser's norms (sq_chunk, sum_in_order, trust) and update, the target's average */
+    int ranks = s->train.gpus > 1, fp16 = s->train.precision == PREC_FP16;
+    add(&t[6], 0, 0, ranks + 2 * fp16, np * 4 * 2 * (ranks + fp16) + np * 4 * fp16);
+    add(&t[6], 0, 0, 3 + (eman ? 2 : 1), np * 4 * 7 + nt * 4 * 3);
     fprintf(f, "step of %s per GPU: %g images a view, activations %s\n", p->name, n,
             act == 2 ? (s->train.precision == PREC_BF16 ? "bf16" : "fp16") : "fp32");
     fprintf(f, "  %-44s %7s %7s %8s %10s\n", "part", "cuDNN", "cuBLAS", "kernels", "GB moved");
     tally all = { "the step", 0, 0, 0, 0 };
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         fprintf(f, "  %-44s %7ld %7ld %8ld %10.2f\n", t[i].what, t[i].cudnn, t[i].cublas,
                 t[i].kernels, t[i].bytes / 1e9);
         add(&all, t[i].cudnn, t[i].cublas, t[i].kernels, t[i].bytes);
     }
     fprintf(f, "  %-44s %7ld %7ld %8ld %10.2f\n", all.what, all.cudnn, all.cublas,
             all.kernels, all.bytes / 1e9);
-    fprintf(f, "  (launches counted from the schedule; bytes estimated: every tensor a launch "
-               "reads or writes, once, cuDNN's and cuBLAS's included)\n");
+    fprintf(f, "  (launches counted from the schedule, per rank when gpus > 1, NCCL's not "
+               "counted;\n   bytes estimated: every tensor a launch reads or writes, once, "
+               "cuDNN's and cuBLAS's included)\n");
 }
 
 /* A kernel's name from its mangled one: the first name, "<...>" for a template. */

@@ -57,15 +57,21 @@ static unsigned gk_blocks(size_t n)
         GRID_LOOP(t, n) gk_##name(t, GK_UNPAREN args);                                   \
     }
 #else
-/* Without nvcc (the tests' emulation, tests/emu/): every thread index in turn. */
+/* Without nvcc (the tests' emulation, tests/emu/): every thread index in turn, each run
+ * that a GPU would launch counted in lwl_emu_launches. */
+extern long lwl_emu_launches;
 #define GK_RUN(name, n, ...)                                                             \
     do {                                                                                 \
-        for (size_t t_ = 0, n_ = (n); t_ < n_; t_++)                                     \
+        size_t n_ = (n);                                                                 \
+        lwl_emu_launches += n_ > 0;                                                      \
+        for (size_t t_ = 0; t_ < n_; t_++)                                               \
             gk_##name(t_, __VA_ARGS__);                                                  \
     } while (0)
 #define GK_RUN_T(name, T, n, ...)                                                        \
     do {                                                                                 \
-        for (size_t t_ = 0, n_ = (n); t_ < n_; t_++)                                     \
+        size_t n_ = (n);                                                                 \
+        lwl_emu_launches += n_ > 0;                                                      \
+        for (size_t t_ = 0; t_ < n_; t_++)                                               \
             gk_##name<T>(t_, __VA_ARGS__);                                               \
     } while (0)
 #define GK_KERNEL(name, params, args)
@@ -499,7 +505,6 @@ static int scale_inplace(float *y, size_t n, float s)
     return 0;
 }
 
-/* *bad = 1 when an element of g (n) is not finite (flag: a device int). */
 /* layer4's output NHWC act (n, p, c) as fp32 (n, c, p) into m. */
 static int maps_out(const act_t *x, float *m, int n, int p, int c)
 {
@@ -507,6 +512,7 @@ static int maps_out(const act_t *x, float *m, int n, int p, int c)
     return 0;
 }
 
+/* *bad = 1 when an element of g (n) is not finite (flag: a device int). */
 static int check_finite(const float *g, size_t n, int *flag, int *bad)
 {
     if (lwl_gpu_zero(flag, sizeof *flag))

@@ -16,6 +16,22 @@
 static char last_error[512];
 static lwl_dtype act_type = LWL_F32;
 
+/* What a GPU would have been asked to do: kernels launched (counted by gpu_ops.cuh's
+ * GK_RUN), cuDNN convolutions and cuBLAS GEMM calls. Written at exit to the file named by
+ * LWL_EMU_COUNTS, a line "kernels K cudnn C cublas B", for lwlc --report's test. */
+long lwl_emu_launches;
+static long emu_convs, emu_gemms;
+
+static void write_counts(void)
+{
+    const char *path = getenv("LWL_EMU_COUNTS");
+    FILE *f = path && *path ? fopen(path, "w") : NULL;
+    if (!f)
+        return;
+    fprintf(f, "kernels %ld cudnn %ld cublas %ld\n", lwl_emu_launches, emu_convs, emu_gemms);
+    fclose(f);
+}
+
 size_t lwl_dtype_size(lwl_dtype t)
 {
     return t == LWL_F32 ? 4 : 2;
@@ -43,8 +59,11 @@ int lwl_cuda_available(char **info)
 
 int lwl_gpu_init(int device, lwl_dtype act)
 {
+    static int counting;
     (void)device;
     act_type = act;
+    if (!counting++)
+        atexit(write_counts);
     return 0;
 }
 
@@ -220,23 +239,26 @@ static int conv_loop(lwl_gconv *v, int dir, const void *in0, const void *in1, vo
 
 int lwl_gconv_fwd(lwl_gconv *v, const void *x, const void *wt, void *y)
 {
+    emu_convs++;
     return conv_loop(v, 0, x, wt, y);
 }
 
 int lwl_gconv_bwd_data(lwl_gconv *v, const void *dy, const void *wt, void *dx)
 {
+    emu_convs++;
     return conv_loop(v, 1, dy, wt, dx);
 }
 
 int lwl_gconv_bwd_filter(lwl_gconv *v, const void *x, const void *dy, void *dwt)
 {
+    emu_convs++;
     return conv_loop(v, 2, x, dy, dwt);
 }
 
 /* ---- GEMMs, row-major as lwl_gemm */
 
-int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-              const float *b, int ldb, float beta, float *c, int ldc)
+static void gemm_loop(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -247,6 +269,13 @@ int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
             float *cij = &c[(size_t)i * ldc + j];
             *cij = (float)(alpha * s + (beta != 0.0f ? beta * *cij : 0.0));
         }
+}
+
+int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
+{
+    emu_gemms++;
+    gemm_loop(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return 0;
 }
 
@@ -254,8 +283,9 @@ int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const fl
                       int lda, long long sa, const float *b, int ldb, long long sb, float beta,
                       float *c, int ldc, long long sc, int count)
 {
+    emu_gemms++;
     for (int q = 0; q < count; q++)
-        lwl_ggemm(ta, tb, m, n, k, alpha, a + q * sa, lda, b + q * sb, ldb, beta, c + q * sc,
+        gemm_loop(ta, tb, m, n, k, alpha, a + q * sa, lda, b + q * sb, ldb, beta, c + q * sc,
                   ldc);
     return 0;
 }
