@@ -810,31 +810,61 @@ out:
     return rc;
 }
 
-/* One step on the first batch from the initial weights, with everything around it. */
+/* The state phase_dump starts from: the initial weights, or with --resume the checkpoint's
+ * state at its step *t (0 when there is none). 0 or -1. */
+static int dump_state(run *r, long *t)
+{
+    *t = 0;
+    if (run_net_init_weights(r))
+        return -1;
+    char *ckpt = run_join(r->o.out, "checkpoint.safetensors");
+    int rc = 0;
+    if (r->o.resume && ckpt && access(ckpt, R_OK) == 0)
+        rc = run_read_checkpoint(r, ckpt, t) || run_net_to_device(r) ? -1 : 0;
+    free(ckpt);
+    return rc;
+}
+
+/* One pre-training step with everything around it: from the initial weights on the first
+ * batch, or with --resume the step the run would take next from its checkpoint; then the
+ * dump also holds the target and the momentum buffers before the step. */
 static int phase_dump(run *r)
 {
     const lwl_program *p = r->p;
-    if (run_open_data(r) || need_batch(r) || run_need_net(r) || run_net_init_weights(r))
+    long t = 0;
+    if (run_open_data(r) || need_batch(r) || run_need_net(r) || dump_state(r, &t))
         return -1;
     lwl_loader *ld = run_open_loader(r, p->views, LWL_TRAIN, 1, 0, 0);
     if (!ld)
         return -1;
     long spe = lwl_loader_epoch(ld, 0), total = (long)r->o.epochs * spe;
+    if (t >= spe)
+        lwl_loader_epoch(ld, (uint32_t)(t / spe));
+    lwl_program q = *p;     /* the schedule of --epochs, as pretrain's */
+    q.epochs = r->o.epochs;
     lwl_batch b;
     int rc = -1;
     float *before = malloc(p->param_floats * sizeof(float));
     float *bbefore = malloc(p->buf_floats * sizeof(float));
+    float *mbefore = malloc(p->param_floats * sizeof(float));
+    float *tbefore = malloc(p->target_param_floats * sizeof(float));
+    float *tbbefore = malloc((p->target_buf_floats + 1) * sizeof(float));
     lwl_st_writer *w = lwl_st_writer_new();
     char **names = NULL;
-    int nn = 0;
-    if (!before || !bbefore || !w || lwl_loader_next(ld, &b) != 1) {
+    int nn = 0, got = 1;
+    for (long k = 0; k <= t % spe && got == 1; k++)
+        got = lwl_loader_next(ld, &b);
+    if (!before || !bbefore || !mbefore || !tbefore || !tbbefore || !w || got != 1) {
         run_fail("dump: %s", lwl_loader_error(ld));
         goto out;
     }
     memcpy(before, r->st.params, p->param_floats * sizeof(float));
     memcpy(bbefore, r->st.bufs, p->buf_floats * sizeof(float));
-    double lr = lwl_lr_at(p, 0, spe), m = lwl_ema_at(p, 0, total), loss = 0;
-    if (run_net_step(r, b.view[0], b.view[1], (float)lr, (float)m, 1, &loss) != 0 ||
+    memcpy(mbefore, r->st.momentum, p->param_floats * sizeof(float));
+    memcpy(tbefore, r->st.target, p->target_param_floats * sizeof(float));
+    memcpy(tbbefore, r->st.tbufs, p->target_buf_floats * sizeof(float));
+    double lr = lwl_lr_at(&q, t, spe), m = lwl_ema_at(&q, t, total), loss = 0;
+    if (run_net_step(r, b.view[0], b.view[1], (float)lr, (float)m, t == 0, &loss) != 0 ||
         run_net_to_host(r)) {
         run_fail("dump: the step failed");
         goto out;
@@ -843,7 +873,8 @@ static int phase_dump(run *r)
     floss = (float)loss;
     int64_t vs[4] = { p->batch, 3, p->size, p->size }, one = 1;
     char *cfg;
-    if (asprintf(&cfg, "{%s, \"lr\": %.17g, \"ema\": %.17g}", p->dump_config, lr, m) < 0)
+    if (asprintf(&cfg, "{%s, \"lr\": %.17g, \"ema\": %.17g, \"step\": %ld}", p->dump_config,
+                 lr, m, t) < 0)
         goto out;
     int bad = lwl_st_add(w, "view1", LWL_ST_F32, 4, vs, b.view[0]) ||
               lwl_st_add(w, "view2", LWL_ST_F32, 4, vs, b.view[1]) ||
@@ -857,11 +888,17 @@ static int phase_dump(run *r)
                         &nn) ||
               add_named(w, "target.", p->bufs, p->target_nbufs, r->st.tbufs, &names, &nn) ||
               lwl_st_add_meta(w, "config", cfg) || lwl_st_add_meta(w, "experiment", p->name);
+    if (!bad && t > 0)      /* a later step: what the first takes from the online network */
+        bad = add_named(w, "momentum.", p->params, p->nparams, mbefore, &names, &nn) ||
+              add_named(w, "target_before.", p->params, p->target_nparams, tbefore, &names,
+                        &nn) ||
+              add_named(w, "target_before.", p->bufs, p->target_nbufs, tbbefore, &names, &nn);
     char *path = run_join(r->o.out, "step_dump.safetensors");
     if (bad || lwl_st_write(w, path))
         run_fail("%s: %s", path, lwl_st_error());
     else {
-        run_say(r, "dump: step 1 on the first batch, loss %.6f, into %s\n", loss, path);
+        run_say(r, "dump: step %ld (batch %ld of epoch %ld), loss %.6f, into %s\n", t + 1,
+                t % spe + 1, t / spe, loss, path);
         rc = 0;
     }
     free(path);
@@ -871,6 +908,9 @@ out:
     free_names(names, nn);
     free(before);
     free(bbefore);
+    free(mbefore);
+    free(tbefore);
+    free(tbbefore);
     lwl_loader_close(ld);
     return rc;
 }

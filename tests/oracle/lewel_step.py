@@ -38,9 +38,11 @@ CHOICES = {"backbone": ARCH, "stem": ("imagenet", "small"), "head": ("lewel_b", 
 # Tolerances of a float32 program against this float64 reference (docs/engine.md).
 #   loss, buffers: elementwise |got - want| <= atol + rtol |want| + |alt - want|
 #   after., target. parameters: elementwise |got - want| <= atol + rtol |want|
-#                          + update rtol * max |want - before| + max |alt - want|
+#                          + update rtol * max |want - before| + FLOOR max |alt - want|
 #   grad.: ||got - want||_2 <= rtol ||want||_2 + ||alt - want||_2 + atol sqrt(n)
-# where alt is the reference with ambiguous ReLU elements flipped in the backward pass; every
+# where alt is the reference with ambiguous ReLU elements flipped in the backward pass (a
+# program may flip only some of them: its gradient's norm stays within the flip's, but one
+# element of a parameter's update can go past the all-flipped one, hence FLOOR there); every
 # bound also gets FLOOR times PyTorch's own float32 error on that tensor (|f32 - want|; max
 # over the tensor for parameters), since small BN batches make the step ill-conditioned.
 FLOOR = 2.0
@@ -66,6 +68,7 @@ def parse_config(text):
     for k, allowed in CHOICES.items():
         if cfg[k] not in allowed:
             raise ValueError("config: %s '%s' not one of %s" % (k, cfg[k], list(allowed)))
+    cfg.setdefault("step", 0)   # > 0: a later step, with the target and momentum before it
     c = ARCH[cfg["backbone"]][2]
     if cfg["batch"] % cfg["groups"] or cfg["batch"] // cfg["groups"] < 2:
         raise ValueError("config: batch %d not a multiple of groups %d with >= 2 images each"
@@ -223,9 +226,10 @@ def group_loss(v1, v2, P, B, T, TB, cfg):
     return loss
 
 
-def optimiser_step(P, G, cfg):
-    """The first step of LARS or SGD (momentum buffer = d): {name: new value}. 1-D tensors get
-    neither weight decay nor adaptation."""
+def optimiser_step(P, G, cfg, M=None):
+    """A step of LARS or SGD: {name: new value}. The update d goes into the momentum buffer,
+    buf = d on the first step (M None), else buf = momentum M + d; then w - buf. 1-D tensors
+    get neither weight decay nor adaptation."""
     lr, wd, eta = cfg["lr"], cfg["weight_decay"], cfg["eta"]
     out = {}
     for n, w in P.items():
@@ -239,7 +243,7 @@ def optimiser_step(P, G, cfg):
             one = torch.ones((), dtype=w.dtype)
             trust = eta * wn / (gn + wd * wn) if wn > 0 and gn > 0 else one
             d = (g + wd * w) * trust * lr
-        out[n] = w - d
+        out[n] = w - (d if M is None else cfg["momentum"] * M[n] + d)
     return out
 
 
@@ -248,15 +252,16 @@ def step(tensors, cfg, dtype, alt=False):
     numpy. With alt, also the same outputs with the ambiguous ReLU elements flipped in the
     backward pass: returns (out, alt_out, number of ambiguous elements)."""
     params, buffers = layout(cfg)
-    t = {k: torch.from_numpy(np.asarray(tensors[k])).to(dtype) for k in
-         list(params) + list(buffers) + ["view1", "view2"]}
+    t = {k: torch.from_numpy(np.asarray(tensors[k])).to(dtype) for k in input_names(cfg)}
     P = {n: t[n].clone().requires_grad_() for n in params}
-    T = {n: t[n].clone() for n in params if is_target(n)}
+    # the target: a copy of the online network at the first step, its own state later
+    tp = "target_before." if cfg["step"] > 0 else ""
+    T = {n: t[tp + n].clone() for n in params if is_target(n)}
     groups, bg = cfg["groups"], cfg["batch"] // cfg["groups"]
     gbuf, tbuf, losses = [], [], []
     for g in range(groups):
         B = {n: t[n].clone() for n in buffers}
-        TB = {n: t[n].clone() for n in buffers if is_target(n)}
+        TB = {n: t[tp + n].clone() for n in buffers if is_target(n)}
         sl = slice(g * bg, (g + 1) * bg)
         losses.append(group_loss(t["view1"][sl], t["view2"][sl], P, B, T, TB, cfg))
         gbuf.append(B)
@@ -267,16 +272,18 @@ def step(tensors, cfg, dtype, alt=False):
         _kink.update(flip=flip, ambiguous=0)
         grads = torch.autograd.grad(loss, [P[n] for n in params], retain_graph=alt and not flip)
         G = dict(zip(params, grads))
-        outs.append(finish(loss, P, G, T, gbuf[0], tbuf[0], params, buffers, cfg))
+        M = {n: t["momentum." + n] for n in params} if cfg["step"] > 0 else None
+        outs.append(finish(loss, P, G, T, gbuf[0], tbuf[0], params, buffers, cfg, M))
     _kink["flip"] = False
     return (outs[0], outs[1], _kink["ambiguous"]) if alt else outs[0]
 
 
-def finish(loss, P, G, T, B, TB, params, buffers, cfg):
-    """The dump's outputs from the loss, gradients G, group 0's buffers B and TB."""
+def finish(loss, P, G, T, B, TB, params, buffers, cfg, M):
+    """The dump's outputs from the loss, gradients G, group 0's buffers B and TB, the
+    momentum buffers M (None at the first step)."""
     out = {"loss": loss.detach().reshape(1)}
     with torch.no_grad():
-        after = optimiser_step({n: P[n].detach() for n in params}, G, cfg)
+        after = optimiser_step({n: P[n].detach() for n in params}, G, cfg, M)
         m = cfg["ema"]
         for n in params:
             out["grad." + n] = G[n]
@@ -324,8 +331,8 @@ def close(got, want, alt, f32, g, before):
         return dn <= allowed, dn / wn if wn > 0 else dn, dn / allowed
     allowed = atol + rtol * np.abs(want)
     if before is not None:   # the step's error follows its gradient's: allow it tensor-wide
-        allowed = allowed + TOL["update"][0] * float(np.abs(want - before).max()) + float(
-            np.abs(alt - want).max()) + FLOOR * float(np.abs(f32 - want).max())
+        allowed = allowed + TOL["update"][0] * float(np.abs(want - before).max()) + FLOOR * (
+            float(np.abs(alt - want).max()) + float(np.abs(f32 - want).max()))
     else:
         allowed = allowed + np.abs(alt - want) + FLOOR * np.abs(f32 - want)
     scale = np.maximum(np.abs(want), atol / rtol)
@@ -346,6 +353,20 @@ def expected_names(cfg):
             names["grad." + n] = sh
         if is_target(n):
             names["target." + n] = sh
+        if cfg["step"] > 0 and is_target(n):
+            names["target_before." + n] = sh
+        if cfg["step"] > 0 and n in params:
+            names["momentum." + n] = sh
+    return names
+
+
+def input_names(cfg):
+    """The dump's tensors the step starts from."""
+    params, buffers = layout(cfg)
+    names = list(params) + list(buffers) + ["view1", "view2"]
+    if cfg["step"] > 0:
+        names += ["momentum." + n for n in params]
+        names += ["target_before." + n for n in list(params) + list(buffers) if is_target(n)]
     return names
 
 
@@ -415,9 +436,8 @@ _cache = {}
 def reference(tensors, cfg, floor):
     """step() in float64 with the flipped alternative, and with floor in float32 too; cached
     by config and inputs (dumps that differ only in their outputs share one computation)."""
-    params, buffers = layout(cfg)
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
-    for n in list(params) + list(buffers) + ["view1", "view2"]:
+    for n in input_names(cfg):
         h.update(np.ascontiguousarray(tensors[n]).tobytes())
     key = h.hexdigest() + str(floor)
     if key not in _cache:

@@ -51,6 +51,27 @@ ok "resume: the losses of steps 4-6 are the same bits" \
     cmp <(cut -d, -f1-3 straight/metrics.jsonl) <(cut -d, -f1-3 resumed/metrics.jsonl)
 ok "resume: the final checkpoints are the same bytes" \
     cmp straight/checkpoint.safetensors resumed/checkpoint.safetensors
+# A later step: from the 6-step checkpoint, --resume dump takes step 7. Its target is no
+# longer the online network and its momentum buffers are not zero, so PyTorch checks that
+# the target forward reads the target's own state and that the momentum carries over; a
+# dump whose target is swapped for the online network fails.
+cp -r straight later
+ok "later step: --resume dump takes step 7" \
+    ./base --quiet --data data --out later --threads 2 --resume dump
+ok "later step: equals PyTorch's with the target and momentum before it" \
+    "$PY" "$root/tests/oracle/lewel_step.py" later/step_dump.safetensors
+"$PY" -c '
+import sys
+sys.path.insert(0, sys.argv[3])
+import st
+t, meta = st.read(sys.argv[1])
+for n in list(t):
+    if n.startswith("target_before."):
+        t[n] = t[n[len("target_before."):]]
+st.write(sys.argv[2], t, meta)' later/step_dump.safetensors swapped.st "$root/tests/oracle"
+"$PY" "$root/tests/oracle/lewel_step.py" swapped.st >/dev/null 2>&1
+is "$?" 1 "later step: a dump whose target was the online network fails the check"
+
 printf 'name "other"\n' > other.lwl
 "$LWLC" --target cpu -o other_prog --emit-dir gen/other -D train.lr=0.2 "$root/tests/specs/tiny.lwl" 2>/dev/null
 err=$(./other_prog --quiet --data data --out resumed --threads 2 --steps 8 --resume pretrain 2>&1)

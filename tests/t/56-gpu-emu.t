@@ -76,6 +76,13 @@ ok "GPU resume: the losses are the same bits" \
     cmp <(cut -d, -f1-3 straight/metrics.jsonl) <(cut -d, -f1-3 resumed/metrics.jsonl)
 ok "... and the final checkpoints the same bytes" \
     cmp straight/checkpoint.safetensors resumed/checkpoint.safetensors
+# A later step of the GPU schedule (the 5th, from the 4-step checkpoint): its target and
+# momentum buffers are its own, and PyTorch's step from them is the same.
+cp -r straight later
+ok "GPU later step: --resume dump takes step 5" \
+    ./base --quiet --data data --out later --device cuda --threads 2 --resume dump
+ok "... and equals PyTorch's with the target and momentum before it" \
+    "$PY" "$root/tests/oracle/lewel_step.py" later/step_dump.safetensors
 # A checkpoint of the GPU run is the CPU's too: the CPU continues from it.
 ok "the CPU network resumes the GPU run's checkpoint" \
     ./base --quiet --data data --out resumed --device cpu --threads 2 --steps 5 --resume pretrain
