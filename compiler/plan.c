@@ -207,9 +207,15 @@ int plan_build(const lwl_spec *s, lwl_plan *p, lwl_diag *d)
     int bottleneck = s->model.backbone == BACKBONE_RESNET50;
     static const int depth18[4] = { 2, 2, 2, 2 }, depth50[4] = { 3, 4, 6, 3 };
     const int *depth = bottleneck ? depth50 : depth18;
-    for (int l = 0; l < 4; l++)
+    p->cam_layer = s->eval.gradcam.layer + 1;
+    for (int l = 0; l < 4; l++) {
         for (int i = 0; i < depth[l]; i++)
             x = add_block(p, bottleneck, l + 1, i, x, 64 << l, i == 0 && l > 0 ? 2 : 1);
+        if (l + 1 == p->cam_layer) {
+            p->cam_block = p->nblocks - 1;
+            p->cam_act = x;
+        }
+    }
     p->feat = x;
     p->channels = p->acts[x].c;
     p->fh = p->acts[x].h;
