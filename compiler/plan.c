@@ -163,10 +163,6 @@ static int plan_supported(const lwl_spec *s, lwl_diag *d)
     if (s->augment.semantics == SEM_FLOAT)
         diag_error(d, (lwl_loc){ s->src, 0, 0, 0, 0 },
                    "semantics float is not implemented yet; use semantics pil");
-    if (s->eval.gradcam.nimages > 0 && s->eval.gradcam.layer != 3)
-        diag_error(d, (lwl_loc){ s->src, 0, 0, 0, 0 },
-                   "gradcam at layer%d is not implemented yet; use layer layer4",
-                   s->eval.gradcam.layer + 1);
     for (int v = 0; v < 2; v++)
         for (int i = 1; i < s->augment.view[v].nops; i++)
             if (s->augment.view[v].ops[i].kind == OP_RESIZED_CROP)
