@@ -464,8 +464,10 @@ static int cam_input(run *r, const char *path, uint8_t *u8, float *x)
     lwl_image im = { 0, 0, NULL };
     lwl_decode_status ds;
     memset(&ds, 0, sizeof ds);
-    if (lwl_decode_file(path, &im, &ds) != 0)
+    if (lwl_decode_file(path, &im, &ds) != 0) {
+        lwl_image_free(&im);
         return run_fail("gradcam: %s: %s", path, ds.msg);
+    }
     lwl_eval_cfg ec = eval_cfg(r->p);
     lwl_view_def v = lwl_eval_view(&ec);
     lwl_src src = { im, 0, 0, im.w, im.h };
