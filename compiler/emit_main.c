@@ -212,6 +212,11 @@ int emit_main_c(const lwl_plan *p, FILE *f)
     L("    .net_step = net_step,");
     L("    .net_features = net_features,");
     L("    .net_maps = net_maps,");
+    L("    .net_cam = net_cam,");
+    L("    .cam_layer = CAM_LAYER,");
+    L("    .cam_c = CAM_CHANNELS,");
+    L("    .cam_h = CAM_H,");
+    L("    .cam_w = CAM_W,");
     L("    .gpu = NET_GPU,");
     L("    .fh = %d,", p->fh);
     L("    .fw = %d,", p->fw);

@@ -1,7 +1,7 @@
 /* Emits plan.h and net.c: the static memory plan, the tensor tables, the
  * backbone forward (train and eval) and backward as explicit schedules of
- * calls with literal shapes, the LEWEL_B head, the loss, the optimiser and
- * the target's moving average. */
+ * calls with literal shapes, Grad-CAM's eval-mode backward to the spec's layer,
+ * the LEWEL_B head, the loss, the optimiser and the target's moving average. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +149,15 @@ int emit_plan_h(const lwl_plan *p, FILE *f)
     L("#define SIZE %d", p->size);
     L("#define CHANNELS %d      /* layer4's channels */", p->channels);
     L("#define POSITIONS %d     /* layer4's %d x %d positions */", p->fh * p->fw, p->fh, p->fw);
+    {
+        const lwl_pact *c = &p->acts[p->cam_act];
+        L("#define CAM_LAYER %d       /* Grad-CAM's layer (eval.gradcam.layer layer%d) */",
+          p->cam_layer, p->cam_layer);
+        L("#define CAM_CHANNELS %d  /* its output's channels */", c->c);
+        L("#define CAM_H %d", c->h);
+        L("#define CAM_W %d", c->w);
+        L("#define CAM_POSITIONS %d", c->h * c->w);
+    }
     L("#define DIM %d", p->dim);
     L("#define HIDDEN %d", p->hidden);
     L("#define HEADS %d", p->heads);
@@ -187,6 +196,7 @@ int emit_plan_h(const lwl_plan *p, FILE *f)
     L("             double *loss);");
     L("int net_features(const float *x, float *feat);");
     L("const float *net_maps(const float *x);");
+    L("int net_cam(const float *x, const float *dfeat, const float **a, const float **da);");
     L("%s", "");
     L("#endif");
     emit_arena_free(&a);
@@ -323,6 +333,61 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
           p->params[c->weight].off, dx);
 }
 
+/* Backward of one conv + BN in eval mode (Grad-CAM): dy (through the ReLU when the conv has
+ * one) times the BN's per-channel scale gamma / sqrt(running_var + eps) of group g0 into
+ * `tmp`, then d of the conv's input into `dx`; no weight or BN gradient. */
+static void bwd_conv_eval(emitter *e, const lwl_plan *p, int i, const char *dy, const char *tmp,
+                          const char *dx)
+{
+    const lwl_pconv *c = &p->convs[i];
+    size_t g = (size_t)p->groups;
+    conv_comment(e, c);
+    L("    bn_eval_bwd(%s, %s, %s, nb, %d, %d, ACT_BLK(%d),", dy,
+      c->relu ? act(p, "TACT", c->out) : "NULL", tmp, c->cout, c->hout * c->wout, c->cout);
+    L("                PARAMS + %zuu, BUFS + %zuu + g0 * %d);", p->params[c->gamma].off,
+      p->bufs[c->var].off * g, c->cout);
+    L("    CK(conv_bwd_data(%d, %s, PARAMS + %zuu, %s));", i, tmp, p->params[c->weight].off, dx);
+}
+
+/* Backward of residual block b: scratch S<x> holds d(block output) and stays for the
+ * shortcut; returns the scratch holding d(block input). eval 0: the training backward of
+ * activations a and statistics st, gradients into GRADS; eval 1: input gradients only,
+ * through the eval-mode BNs of the activations in TACT (net_cam). */
+static int emit_block_bwd(emitter *e, const lwl_plan *p, int b, int x, int eval)
+{
+    static const char *const S[4] = { "S0", "S1", "S2", "S3" };
+    const lwl_pblock *bl = &p->blocks[b];
+    const char *X = S[x], *Y = S[(x + 1) % 4], *Z = S[(x + 2) % 4], *W = S[(x + 3) % 4];
+    L("%s", "");
+    L("    /* %s: d through relu(main + shortcut) */", bl->name);
+    L("    relu_bwd_inplace(%s, %s, %s);", X, act(p, eval ? "TACT" : "a", bl->out),
+      act_nb(p, bl->out));
+    /* the first conv down reads X and writes d(its input) into Z; each next one reads what
+     * the last wrote (its BN in place) and writes into the other of Y, Z */
+    const char *dy = X;
+    for (int j = bl->nconv - 1; j >= 0; j--) {
+        if (eval)
+            bwd_conv_eval(e, p, bl->conv[j], dy, Y, Z);
+        else
+            bwd_conv(e, p, bl->conv[j], "a", "st", dy, Y, Z);
+        const char *t = Y;
+        Y = Z;
+        Z = t;
+        dy = Y;
+    }
+    /* dy (in Y) is d(block input) from the main path */
+    if (bl->down >= 0) {
+        if (eval)
+            bwd_conv_eval(e, p, bl->down, X, Z, W);
+        else
+            bwd_conv(e, p, bl->down, "a", "st", X, Z, W);
+        L("    add_into(%s, %s, %s);", Y, W, act_nb(p, bl->in));
+    } else {
+        L("    add_into(%s, %s, %s);", Y, X, act_nb(p, bl->in));
+    }
+    return (int)(strchr("0123", Y[1]) - "0123");
+}
+
 static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
 {
     static const char *const S[4] = { "S0", "S1", "S2", "S3" };
@@ -332,31 +397,8 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
     L("{");
     L("    (void)pool;");
     int x = 0;  /* the scratch holding d(block output) */
-    for (int b = p->nblocks - 1; b >= 0; b--) {
-        const lwl_pblock *bl = &p->blocks[b];
-        const char *X = S[x], *Y = S[(x + 1) % 4], *Z = S[(x + 2) % 4], *W = S[(x + 3) % 4];
-        L("%s", "");
-        L("    /* %s: d through relu(main + shortcut) */", bl->name);
-        L("    relu_bwd_inplace(%s, %s, %s);", X, act(p, "a", bl->out), act_nb(p, bl->out));
-        const char *dy = X;
-        for (int j = bl->nconv - 1; j >= 0; j--) {
-            bwd_conv(e, p, bl->conv[j], "a", "st", dy, Y, Z);
-            dy = Z;
-            /* the next conv down reads Z as its dy and writes Y, Z again: swap roles */
-            const char *t = Y;
-            Y = Z;
-            Z = t;
-            dy = Y;
-        }
-        /* dy (in Y) is d(block input) from the main path */
-        if (bl->down >= 0) {
-            bwd_conv(e, p, bl->down, "a", "st", X, Z, W);
-            L("    add_into(%s, %s, %s);", Y, W, act_nb(p, bl->in));
-        } else {
-            L("    add_into(%s, %s, %s);", Y, X, act_nb(p, bl->in));
-        }
-        x = (int)(strchr("0123", Y[1]) - "0123");
-    }
+    for (int b = p->nblocks - 1; b >= 0; b--)
+        x = emit_block_bwd(e, p, b, x, 0);
     const char *X = S[x], *Y = S[(x + 1) % 4];
     L("%s", "");
     L("    /* stem */");
@@ -365,6 +407,57 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
         bwd_conv(e, p, 0, "a", "st", Y, S[(x + 2) % 4], NULL);
     } else {
         bwd_conv(e, p, 0, "a", "st", X, Y, NULL);
+    }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+}
+
+/* net_cam: the eval forward, then d(score) from the pooled features back to the output of
+ * the spec's Grad-CAM layer through the blocks after it. */
+static void emit_cam(emitter *e, const lwl_plan *p)
+{
+    static const char *const S[4] = { "S0", "S1", "S2", "S3" };
+    int L4 = p->cam_layer == 4;
+    L("/* Grad-CAM's inputs at layer%d (eval.gradcam.layer): the online backbone in eval mode on",
+      p->cam_layer);
+    L(" * x (nb, 3, SIZE, SIZE), as net_maps, and the gradient of the score");
+    L(" * sum_i dfeat_i . (pooled layer4 features of image i), dfeat (nb, CHANNELS), with respect");
+    if (L4) {
+        L(" * to layer4's output: dfeat / POSITIONS at every position.");
+    } else {
+        L(" * to layer%d's output, back through the ReLUs, residual adds, convolutions and",
+          p->cam_layer);
+        L(" * eval-mode BNs (a scale per channel) of the blocks after it.");
+    }
+    L(" * *a and *da: that output (after its block's ReLU) and the gradient, (nb, CAM_CHANNELS,");
+    L(" * CAM_POSITIONS) plain, valid until the next call of the network. Input gradients only:");
+    L(" * the state does not change. */");
+    L("int net_cam(const float *x, const float *dfeat, const float **a, const float **da)");
+    L("{");
+    L("    memcpy(TACT, x, sizeof(float) * %s);", act_nb(p, 0));
+    L("    CK(backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]));");
+    L("%s", "");
+    L("    /* d(layer4 output): the mean over the positions spreads dfeat evenly */");
+    L("    for (int i = 0; i < nb * CHANNELS; i++)");
+    L("        for (int j = 0; j < POSITIONS; j++)");
+    L("            D_X[(size_t)i * POSITIONS + j] = dfeat[i] / POSITIONS;");
+    int x = 0;
+    if (!L4) {
+        L("    CK(lwl_act_from_plain(feat_layout, D_X, S0));");
+        for (int b = p->nblocks - 1; b > p->cam_block; b--)
+            x = emit_block_bwd(e, p, b, x, 1);
+        L("%s", "");
+        L("    /* layer%d's output and its gradient in plain layout */", p->cam_layer);
+        L("    CK(lwl_act_to_plain(cam_layout, %s, %s));", act(p, "TACT", p->cam_act),
+          S[(x + 1) % 4]);
+        L("    CK(lwl_act_to_plain(cam_layout, %s, %s));", S[x], S[(x + 2) % 4]);
+        L("    *a = %s;", S[(x + 1) % 4]);
+        L("    *da = %s;", S[(x + 2) % 4]);
+    } else {
+        L("    CK(lwl_act_to_plain(feat_layout, %s, TH_X));", act(p, "TACT", p->feat));
+        L("    *a = TH_X;");
+        L("    *da = D_X;");
     }
     L("    return 0;");
     L("}");
@@ -620,6 +713,9 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("static lwl_conv *conv[%d];", p->nconvs);
     L("static lwl_pool *pools[3];  /* view 1, view 2, target: each keeps its maxima */");
     L("static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C, P) */");
+    if (p->cam_layer != 4)
+        L("static lwl_act_reorder *cam_layout;   /* layer%d's (Grad-CAM's) to plain */",
+          p->cam_layer);
     L("%s", "");
     L("/* Activations stay in oneDNN's blocked layout between the convolutions (no reorder");
     L(" * per call); ACT_BLK(c) is the channel block of a tensor with c channels. */");
@@ -741,6 +837,8 @@ int emit_net_c(const lwl_plan *p, FILE *f)
           a->w);
     }
     L("    CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, %d, %d)));", p->fh, p->fw);
+    if (p->cam_layer != 4)
+        L("    CK(!(cam_layout = lwl_act_reorder_new(nb, CAM_CHANNELS, CAM_H, CAM_W)));");
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -752,6 +850,10 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("        lwl_maxpool_free(pools[i]);");
     L("    lwl_act_reorder_free(feat_layout);");
     L("    feat_layout = NULL;");
+    if (p->cam_layer != 4) {
+        L("    lwl_act_reorder_free(cam_layout);");
+        L("    cam_layout = NULL;");
+    }
     L("    cpu_ops_free();");
     L("    free(net_arena);");
     L("    net_arena = NULL;");
@@ -809,6 +911,7 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     emit_backbone_fwd(e, p, 1);
     emit_backbone_fwd(e, p, 0);
     emit_backbone_bwd(e, p);
+    emit_cam(e, p);
     emit_head(e, p);
     emit_loss(e, p);
     emit_optimizer(e, p);

@@ -163,10 +163,6 @@ static int plan_supported(const lwl_spec *s, lwl_diag *d)
     if (s->augment.semantics == SEM_FLOAT)
         diag_error(d, (lwl_loc){ s->src, 0, 0, 0, 0 },
                    "semantics float is not implemented yet; use semantics pil");
-    if (s->eval.gradcam.nimages > 0 && s->eval.gradcam.layer != 3)
-        diag_error(d, (lwl_loc){ s->src, 0, 0, 0, 0 },
-                   "gradcam at layer%d is not implemented yet; use layer layer4",
-                   s->eval.gradcam.layer + 1);
     for (int v = 0; v < 2; v++)
         for (int i = 1; i < s->augment.view[v].nops; i++)
             if (s->augment.view[v].ops[i].kind == OP_RESIZED_CROP)
@@ -207,9 +203,15 @@ int plan_build(const lwl_spec *s, lwl_plan *p, lwl_diag *d)
     int bottleneck = s->model.backbone == BACKBONE_RESNET50;
     static const int depth18[4] = { 2, 2, 2, 2 }, depth50[4] = { 3, 4, 6, 3 };
     const int *depth = bottleneck ? depth50 : depth18;
-    for (int l = 0; l < 4; l++)
+    p->cam_layer = s->eval.gradcam.layer + 1;
+    for (int l = 0; l < 4; l++) {
         for (int i = 0; i < depth[l]; i++)
             x = add_block(p, bottleneck, l + 1, i, x, 64 << l, i == 0 && l > 0 ? 2 : 1);
+        if (l + 1 == p->cam_layer) {
+            p->cam_block = p->nblocks - 1;
+            p->cam_act = x;
+        }
+    }
     p->feat = x;
     p->channels = p->acts[x].c;
     p->fh = p->acts[x].h;

@@ -74,6 +74,9 @@ typedef struct lwl_plan {
     int pool_in, pool_out;      /* activation ids around the max-pool */
     int feat;                   /* activation id of layer4's output */
     int channels, fh, fw;       /* its shape: C, H, W (P = H·W positions) */
+    int cam_layer;              /* Grad-CAM's layer, 1..4 (eval.gradcam.layer) */
+    int cam_block;              /* the last block of that layer: its output is the map */
+    int cam_act;                /* that output's activation id */
     size_t act_floats;          /* activation arena of one view, whole batch */
     size_t max_act;             /* largest activation, whole batch (scratch size) */
 

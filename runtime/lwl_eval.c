@@ -615,22 +615,16 @@ static void ev_src(int i, int n_in, int n_out, int *i0, int *i1, float *lam)
     *lam = s - (float)*i0;
 }
 
-int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int out_h, int out_w,
-                float *heat, float *alpha, char **err)
+int lwl_gradcam_map(const float *act, const float *grad, int c, int h, int w, float *map,
+                    float *alpha, char **err)
 {
-    size_t hw = (size_t)h * w, ohw = (size_t)out_h * out_w;
-    float *map;
-    float mn = INFINITY, mx = -INFINITY;
+    size_t hw = (size_t)h * w;
 
-    if (c < 1 || h < 1 || w < 1 || out_h < 1 || out_w < 1) {
-        *err = ev_msg("gradcam: bad shape (%d, %d, %d) to %d x %d", c, h, w, out_h, out_w);
+    if (c < 1 || h < 1 || w < 1) {
+        *err = ev_msg("gradcam: bad shape (%d, %d, %d)", c, h, w);
         return -1;
     }
-    map = calloc(hw, sizeof *map);
-    if (!map) {
-        *err = ev_msg("gradcam: out of memory");
-        return -1;
-    }
+    memset(map, 0, hw * sizeof *map);
 
     /* alpha_c = mean gradient; map = ReLU(sum_c alpha_c A_c). */
     for (int k = 0; k < c; k++) {
@@ -646,6 +640,19 @@ int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int ou
     }
     for (size_t p = 0; p < hw; p++)
         map[p] = map[p] > 0 ? map[p] : 0;
+    return 0;
+}
+
+int lwl_gradcam_heat(const float *map, int h, int w, int out_h, int out_w, float *heat,
+                     char **err)
+{
+    size_t ohw = (size_t)out_h * out_w;
+    float mn = INFINITY, mx = -INFINITY;
+
+    if (h < 1 || w < 1 || out_h < 1 || out_w < 1) {
+        *err = ev_msg("gradcam: bad shape %d x %d to %d x %d", h, w, out_h, out_w);
+        return -1;
+    }
 
     /* Bilinear upsampling, then min-max normalisation. */
     for (int y = 0; y < out_h; y++) {
@@ -663,7 +670,6 @@ int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int ou
             mx = v > mx ? v : mx;
         }
     }
-    free(map);
     if (!isfinite(mn) || !isfinite(mx)) {
         *err = ev_msg("gradcam: the map is not finite");
         return -1;
@@ -671,6 +677,24 @@ int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int ou
     for (size_t p = 0; p < ohw; p++)
         heat[p] = mx > mn ? (heat[p] - mn) / (mx - mn) : 0.0f;
     return 0;
+}
+
+int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int out_h, int out_w,
+                float *heat, float *alpha, char **err)
+{
+    if (c < 1 || h < 1 || w < 1 || out_h < 1 || out_w < 1) {
+        *err = ev_msg("gradcam: bad shape (%d, %d, %d) to %d x %d", c, h, w, out_h, out_w);
+        return -1;
+    }
+    float *map = malloc((size_t)h * w * sizeof *map);
+    if (!map) {
+        *err = ev_msg("gradcam: out of memory");
+        return -1;
+    }
+    int rc = lwl_gradcam_map(act, grad, c, h, w, map, alpha, err) ||
+             lwl_gradcam_heat(map, h, w, out_h, out_w, heat, err) ? -1 : 0;
+    free(map);
+    return rc;
 }
 
 /* Matplotlib's _jet_data segments (x, value), interpolated linearly. */

@@ -133,6 +133,14 @@ int lwl_t_interval(const double *v, int n, double confidence, lwl_interval *out,
 int lwl_gradcam(const float *act, const float *grad, int c, int h, int w, int out_h, int out_w,
                 float *heat, float *alpha, char **err);
 
+/* lwl_gradcam in two steps: the weights alpha (c; may be NULL) and the map before upsampling,
+ * map (h, w) = ReLU(sum_c alpha_c act_c); then heat (out_h, out_w) from a map, upsampled and
+ * normalised. lwl_gradcam gives the same bits. */
+int lwl_gradcam_map(const float *act, const float *grad, int c, int h, int w, float *map,
+                    float *alpha, char **err);
+int lwl_gradcam_heat(const float *map, int h, int w, int out_h, int out_w, float *heat,
+                     char **err);
+
 /* Matplotlib's "jet" colour map at x in [0, 1] (clamped), as 8-bit RGB. */
 void lwl_jet(float x, uint8_t rgb[3]);
 

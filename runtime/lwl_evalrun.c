@@ -434,7 +434,8 @@ out:
     return rc;
 }
 
-/* ---- Grad-CAM at layer4 for the linear classifier's predicted class */
+/* ---- Grad-CAM at the spec's layer for the linear classifier's predicted class, on the CPU
+ * network (also in a program built for the GPU: a few images) */
 
 static int load_linear(run *r, lwl_linear *l)
 {
@@ -456,79 +457,151 @@ static int load_linear(run *r, lwl_linear *l)
     return rc;
 }
 
-static int gradcam_one(run *r, lwl_linear *l, const char *path, const char *dir)
+/* The evaluation crop of the image at path: u8 (S, S, 3) before normalisation, and row 0 of
+ * x (nb, 3, S, S) normalised (the other rows stay as they are). */
+static int cam_input(run *r, const char *path, uint8_t *u8, float *x)
 {
-    const lwl_program *p = r->p;
-    int S = p->size, C = p->feat_dim, P = p->fh * p->fw, rc = -1;
     lwl_image im = { 0, 0, NULL };
     lwl_decode_status ds;
     memset(&ds, 0, sizeof ds);
-    uint8_t *u8 = malloc((size_t)S * S * 3);
-    float *x = calloc((size_t)r->nb * 3 * S * S, sizeof(float));
-    float *grad = malloc((size_t)C * P * sizeof(float)), *feat = malloc((size_t)C * sizeof(float));
-    float *heat = malloc((size_t)S * S * sizeof(float));
-    char *err = NULL;
-    if (!u8 || !x || !grad || !feat || !heat) {
-        run_fail("out of memory");
-        goto out;
-    }
     if (lwl_decode_file(path, &im, &ds) != 0) {
-        run_fail("gradcam: %s: %s", path, ds.msg);
-        goto out;
+        lwl_image_free(&im);
+        return run_fail("gradcam: %s: %s", path, ds.msg);
     }
-    lwl_eval_cfg ec = eval_cfg(p);
+    lwl_eval_cfg ec = eval_cfg(r->p);
     lwl_view_def v = lwl_eval_view(&ec);
     lwl_src src = { im, 0, 0, im.w, im.h };
-    if (v.make(&src, 0, 0, 0, u8, NULL)) {
-        run_fail("gradcam: %s: cannot make the evaluation view", path);
-        goto out;
-    }
+    int rc = v.make(&src, 0, 0, 0, u8, NULL);
+    lwl_image_free(&im);
+    if (rc)
+        return run_fail("gradcam: %s: cannot make the evaluation view", path);
     lwl_eval_normalize(u8, x);
-    const float *maps = run_net_maps(r, x);      /* row 0: (C, P) */
-    if (!maps) {
-        run_fail("gradcam: the network failed");
-        goto out;
-    }
+    return 0;
+}
+
+/* The classifier's logits (l->logits) of image 0 of x on the CPU network; its best class. */
+static int cam_predict(run *r, lwl_linear *l, const float *x, float *feat, int *cls)
+{
+    const lwl_program *p = r->p;
+    int C = p->feat_dim, P = p->fh * p->fw;
+    const float *maps = p->net_maps(x);     /* row 0: (C, P) */
+    char *err = NULL;
+    if (!maps)
+        return run_fail("gradcam: the network failed");
     for (int c = 0; c < C; c++) {
         double s = 0;
         for (int j = 0; j < P; j++)
             s += maps[(size_t)c * P + j];
         feat[c] = (float)(s / P);
     }
-    if (lwl_linear_forward(l, feat, 1, l->logits, &err))
-        goto fail;
-    int cls = 0;
-    for (int k = 1; k < l->nclasses; k++)
-        if (l->logits[k] > l->logits[cls])
-            cls = k;
-    /* d logit_cls / d map = W[cls] / P at every position (pooling, then the classifier) */
-    for (int c = 0; c < C; c++)
-        for (int j = 0; j < P; j++)
-            grad[(size_t)c * P + j] = l->weight[(size_t)cls * C + c] / (float)P;
-    if (lwl_gradcam(maps, grad, C, p->fh, p->fw, S, S, heat, NULL, &err))
-        goto fail;
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char *out = NULL;
-    if (asprintf(&out, "%s/%.*s.png", dir, (int)(strcspn(base, ".")), base) < 0)
-        goto out;
-    if (lwl_gradcam_png(out, u8, heat, S, S, &err) == 0) {
-        run_say(r, "gradcam: %s: predicted %s; %s\n", base, r->ds.classes[cls], out);
-        rc = 0;
-    }
-    free(out);
-fail:
-    if (err) {
+    if (lwl_linear_forward(l, feat, 1, l->logits, &err)) {
         run_fail("gradcam: %s", err);
         free(err);
+        return -1;
     }
+    *cls = 0;
+    for (int k = 1; k < l->nclasses; k++)
+        if (l->logits[k] > l->logits[*cls])
+            *cls = k;
+    return 0;
+}
+
+/* What a Grad-CAM of one image gives: shapes are the program's cam_c, cam_h, cam_w and size. */
+typedef struct cam_out {
+    const char *image;      /* the image's path */
+    int cls;
+    const float *input;     /* (3, S, S) normalised crop */
+    const float *logits;    /* (nclasses) */
+    const float *alpha;     /* (cam_c) */
+    const float *map;       /* (cam_h, cam_w) */
+    const float *heat;      /* (S, S) */
+} cam_out;
+
+/* path.safetensors beside the PNG: the numbers of the heatmap (docs/evaluation.md). */
+static int cam_save(run *r, const char *path, const cam_out *o)
+{
+    const lwl_program *p = r->p;
+    int64_t sin[3] = { 3, p->size, p->size }, sl = r->ds.nclasses, sa = p->cam_c;
+    int64_t sm[2] = { p->cam_h, p->cam_w }, sh[2] = { p->size, p->size };
+    char layer[16], cls[16];
+    snprintf(layer, sizeof layer, "layer%d", p->cam_layer);
+    snprintf(cls, sizeof cls, "%d", o->cls);
+    lwl_st_writer *w = lwl_st_writer_new();
+    int rc = !w || lwl_st_add(w, "input", LWL_ST_F32, 3, sin, o->input) ||
+             lwl_st_add(w, "logits", LWL_ST_F32, 1, &sl, o->logits) ||
+             lwl_st_add(w, "alpha", LWL_ST_F32, 1, &sa, o->alpha) ||
+             lwl_st_add(w, "cam", LWL_ST_F32, 2, sm, o->map) ||
+             lwl_st_add(w, "heat", LWL_ST_F32, 2, sh, o->heat) ||
+             lwl_st_add_meta(w, "experiment", p->name) ||
+             lwl_st_add_meta(w, "image", o->image) || lwl_st_add_meta(w, "layer", layer) ||
+             lwl_st_add_meta(w, "class", cls) ||
+             lwl_st_add_meta(w, "class_name", r->ds.classes[o->cls]) ||
+             lwl_st_write(w, path);
+    if (rc)
+        run_fail("%s: %s", path, lwl_st_error());
+    lwl_st_writer_free(w);
+    return rc ? -1 : 0;
+}
+
+/* dir/<base up to its first dot>.ext, malloc'd; NULL when out of memory. */
+static char *cam_path(const char *dir, const char *base, const char *ext)
+{
+    char *s;
+    return asprintf(&s, "%s/%.*s.%s", dir, (int)strcspn(base, "."), base, ext) < 0 ? NULL : s;
+}
+
+/* Grad-CAM of one image at the spec's layer for the classifier's predicted class: the PNG
+ * and the safetensors of its numbers under dir, named after the image. */
+static int gradcam_one(run *r, lwl_linear *l, const char *path, const char *dir)
+{
+    const lwl_program *p = r->p;
+    int S = p->size, C = p->feat_dim, K = p->cam_c, Q = p->cam_h * p->cam_w, rc = -1;
+    uint8_t *u8 = malloc((size_t)S * S * 3);
+    float *x = calloc((size_t)r->nb * 3 * S * S, sizeof(float));
+    float *dfeat = calloc((size_t)r->nb * C, sizeof(float));
+    float *feat = malloc((size_t)C * sizeof(float)), *alpha = malloc((size_t)K * sizeof(float));
+    float *map = malloc((size_t)Q * sizeof(float)), *heat = malloc((size_t)S * S * sizeof(float));
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char *png = cam_path(dir, base, "png"), *st = cam_path(dir, base, "safetensors"), *err = NULL;
+    int cls = 0;
+    if (!u8 || !x || !dfeat || !feat || !alpha || !map || !heat || !png || !st) {
+        run_fail("out of memory");
+        goto out;
+    }
+    if (cam_input(r, path, u8, x) || cam_predict(r, l, x, feat, &cls))
+        goto out;
+
+    /* d logit_cls / d pooled features = W[cls]; image 0 only */
+    memcpy(dfeat, l->weight + (size_t)cls * C, (size_t)C * sizeof(float));
+    const float *A, *dA;        /* row 0: (K, Q) */
+    if (p->net_cam(x, dfeat, &A, &dA)) {
+        run_fail("gradcam: the network failed");
+        goto out;
+    }
+    if (lwl_gradcam_map(A, dA, K, p->cam_h, p->cam_w, map, alpha, &err) ||
+        lwl_gradcam_heat(map, p->cam_h, p->cam_w, S, S, heat, &err) ||
+        lwl_gradcam_png(png, u8, heat, S, S, &err)) {
+        run_fail("gradcam: %s", err);
+        free(err);
+        goto out;
+    }
+    cam_out o = { path, cls, x, l->logits, alpha, map, heat };
+    if (cam_save(r, st, &o))
+        goto out;
+    run_say(r, "gradcam: %s: predicted %s, layer%d; %s, %s\n", base, r->ds.classes[cls],
+            p->cam_layer, png, st);
+    rc = 0;
 out:
-    lwl_image_free(&im);
     free(u8);
     free(x);
-    free(grad);
+    free(dfeat);
     free(feat);
+    free(alpha);
+    free(map);
     free(heat);
+    free(png);
+    free(st);
     return rc;
 }
 
@@ -538,13 +611,15 @@ int run_phase_gradcam(run *r)
     if (p->gradcam_nimages == 0)
         return 0;
     char *err = NULL;
-    if (run_open_data(r) || run_load_for_eval(r))
+    if (run_open_data(r) || run_load_for_eval(r) || run_cpu_net(r))
         return -1;
     lwl_linear *l = lwl_linear_new(p->feat_dim, r->ds.nclasses, 1, &err);
     char *dir = run_join(r->o.out, "gradcam");
     int rc = -1;
     if (!l || !dir || run_mkdir_p(dir) || load_linear(r, l))
         goto out;
+    if (r->gpu)
+        run_say(r, "gradcam: on the CPU network (net.c), with the GPU network's state\n");
     rc = 0;
     for (int i = 0; i < p->gradcam_nimages; i++) {
         char *path = run_join(p->spec_dir, p->gradcam_images[i]);

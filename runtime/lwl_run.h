@@ -34,6 +34,7 @@ typedef struct run {
     int ds_open;
     lwl_state st;
     int net_ready;
+    int cpu_net;                /* the CPU network was made beside the GPU's (Grad-CAM) */
     int nb;                     /* images per call of the network: batch / world */
     const lwl_gpu_net *gpu;     /* the network on the GPU (--device), or NULL: the CPU's */
     int device;                 /* the GPU of this rank */
@@ -61,6 +62,10 @@ int run_net_features(run *r, const float *x, float *feat);
 const float *run_net_maps(run *r, const float *x);
 int run_net_to_host(run *r);
 int run_net_to_device(run *r);
+/* The CPU network (net.c) holding the run's state, for what runs only there (Grad-CAM): the
+ * run's network itself, or, when that is on the GPU, net.c's made beside it (the first time)
+ * with the GPU's parameters and BN statistics copied in. 0 or -1. */
+int run_cpu_net(run *r);
 int run_open_data(run *r);
 /* A loader of split `part` in batches of r->nb; per_rank: this rank's share of each
  * global batch (pre-training), else every sample on this rank. */

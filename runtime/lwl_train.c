@@ -117,6 +117,26 @@ int run_net_to_device(run *r)
     return 0;
 }
 
+int run_cpu_net(run *r)
+{
+    const lwl_program *p = r->p;
+    if (run_need_net(r))
+        return -1;
+    if (!r->gpu)
+        return 0;
+    if (!r->cpu_net) {
+        if (p->net_init(r->o.threads, r->rank, r->world) != 0)
+            return run_fail("cannot set up the CPU network beside the GPU's");
+        r->cpu_net = 1;
+    }
+    if (run_net_to_host(r))
+        return -1;
+    lwl_state c = p->net_state();
+    memcpy(c.params, r->st.params, p->param_floats * sizeof(float));
+    memcpy(c.bufs, r->st.bufs, p->buf_floats * sizeof(float));
+    return 0;
+}
+
 char *run_join(const char *dir, const char *path)
 {
     char *s;
@@ -1218,7 +1238,7 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
         lwl_dataset_free(&r.ds);
     if (r.net_ready && r.gpu)
         r.gpu->free();
-    else if (r.net_ready)
+    if ((r.net_ready && !r.gpu) || r.cpu_net)
         p->net_free();
     free(r.root);
     free(r.classes);

@@ -114,6 +114,12 @@ typedef struct lwl_program {
     /* layer4's output (batch, feat_dim, fh * fw) of x, eval mode; NULL on failure */
     const float *(*net_maps)(const float *x);
     int fh, fw;
+    /* Grad-CAM at layer cam_layer (1..4, eval.gradcam.layer): that layer's output of x in eval
+     * mode and the gradient of sum_i dfeat_i . (pooled features of image i), dfeat (batch,
+     * feat_dim), with respect to it; (batch, cam_c, cam_h * cam_w) each, plain, valid until
+     * the next call. On the CPU network (net.c) also in a program built for the GPU. */
+    int (*net_cam)(const float *x, const float *dfeat, const float **a, const float **da);
+    int cam_layer, cam_c, cam_h, cam_w;
 
     /* for the step dump's config (JSON object text) */
     const char *dump_config;

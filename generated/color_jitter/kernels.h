@@ -62,6 +62,13 @@ LWL_HD float k_bn_bwd(float dy, float xhat, float gamma, float invstd, float sum
     return gamma * invstd * (dy - inv_m * sum_dy - xhat * inv_m * sum_dy_xhat);
 }
 
+/* BatchNorm backward of one element in eval mode (running statistics, fixed): the
+ * forward is an affine map per channel, so dx = dy * invstd * gamma. */
+LWL_HD float k_bn_eval_bwd(float dy, float invstd, float gamma)
+{
+    return dy * invstd * gamma;
+}
+
 /* BYOL's normalised MSE term of one pair: 2 - 2 cos(p, t), given p.t, |p|, |t|. */
 LWL_HD float k_cos_loss(float dot, float np, float nt)
 {

@@ -1508,6 +1508,28 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     return 0;
 }
 
+/* Grad-CAM's inputs at layer4 (eval.gradcam.layer): the online backbone in eval mode on
+ * x (nb, 3, SIZE, SIZE), as net_maps, and the gradient of the score
+ * sum_i dfeat_i . (pooled layer4 features of image i), dfeat (nb, CHANNELS), with respect
+ * to layer4's output: dfeat / POSITIONS at every position.
+ * *a and *da: that output (after its block's ReLU) and the gradient, (nb, CAM_CHANNELS,
+ * CAM_POSITIONS) plain, valid until the next call of the network. Input gradients only:
+ * the state does not change. */
+int net_cam(const float *x, const float *dfeat, const float **a, const float **da)
+{
+    memcpy(TACT, x, sizeof(float) * (size_t)nb * 150528u);
+    CK(backbone_eval(PARAMS, BUFS, TACT, 1, pools[2]));
+
+    /* d(layer4 output): the mean over the positions spreads dfeat evenly */
+    for (int i = 0; i < nb * CHANNELS; i++)
+        for (int j = 0; j < POSITIONS; j++)
+            D_X[(size_t)i * POSITIONS + j] = dfeat[i] / POSITIONS;
+    CK(lwl_act_to_plain(feat_layout, TACT + 3583770624u, TH_X));
+    *a = TH_X;
+    *da = D_X;
+    return 0;
+}
+
 /* The online head of view v (its activations in a): proj over [pooled,
  * positions], the alignment maps, proj_obj over the aligned features, the predictors. Everything stays for backward. */
 static int head_online(int v, const float *a)

@@ -351,6 +351,53 @@ static void bn_train_bwd(const float *x, const float *dy_in, const float *relu_o
     lwl_parallel_for(tasks, bn_bapply_task, &a);
 }
 
+/* dx of one task of eval-mode BN: dy (through the ReLU when relu_out is given) times the
+ * channel's gamma * invstd of the running variance. */
+static inline __attribute__((always_inline)) void bn_ebwd_blk(const bn_args *a, int t, int blk)
+{
+    int ch0;
+    size_t o = bn_at(a, t, &ch0);
+    float is[16], ga[16];
+    for (int k = 0; k < blk; k++) {
+        is[k] = k_invstd(a->run_var[ch0 + k]);
+        ga[k] = a->gamma[ch0 + k];
+    }
+    /* dx may be dy itself: each element is read before it is written, in the same place */
+    const float *dy = a->dy + o, *ro = a->relu_out ? a->relu_out + o : NULL;
+    float *dx = a->y + o;
+    size_t n = (size_t)a->hw * blk;
+    if (ro)
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                dx[j + k] = k_bn_eval_bwd(k_relu_bwd(dy[j + k], ro[j + k]), is[k], ga[k]);
+    else
+        for (size_t j = 0; j < n; j += blk)
+            for (int k = 0; k < blk; k++)
+                dx[j + k] = k_bn_eval_bwd(dy[j + k], is[k], ga[k]);
+}
+
+static void bn_ebwd_task(void *ctx, int t)
+{
+    const bn_args *a = ctx;
+    if (a->blk == 16)
+        bn_ebwd_blk(a, t, 16);
+    else if (a->blk == 8)
+        bn_ebwd_blk(a, t, 8);
+    else
+        bn_ebwd_blk(a, t, 1);
+}
+
+/* Backward of eval-mode BN with the running variance run_var (c) for every image (the
+ * forward's bn_eval with one group): dy (n, c, hw) → dx, through the ReLU that produced
+ * relu_out first when it is not NULL. Only the input's gradient (Grad-CAM's backward). */
+static void bn_eval_bwd(const float *dy, const float *relu_out, float *dx, int n, int c,
+                        int hw, int blk, const float *gamma, const float *run_var)
+{
+    bn_args a = { .dy = dy, .relu_out = relu_out, .y = dx, .n = n, .c = c, .hw = hw,
+                  .blk = blk, .gamma = gamma, .run_var = run_var };
+    lwl_parallel_for(n * (c / blk), bn_ebwd_task, &a);
+}
+
 /* ---- element-wise passes over whole activations, in chunks on the threads */
 
 enum { EW_CHUNK = 16384, EW_ADD_RELU, EW_RELU_BWD, EW_ADD, EW_SCALE };

@@ -12,6 +12,11 @@
 #define SIZE 32
 #define CHANNELS 512      /* layer4's channels */
 #define POSITIONS 16     /* layer4's 4 x 4 positions */
+#define CAM_LAYER 4       /* Grad-CAM's layer (eval.gradcam.layer layer4) */
+#define CAM_CHANNELS 512  /* its output's channels */
+#define CAM_H 4
+#define CAM_W 4
+#define CAM_POSITIONS 16
 #define DIM 128
 #define HIDDEN 512
 #define HEADS 4
@@ -137,5 +142,6 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
              double *loss);
 int net_features(const float *x, float *feat);
 const float *net_maps(const float *x);
+int net_cam(const float *x, const float *dfeat, const float **a, const float **da);
 
 #endif

@@ -12,6 +12,11 @@
 #define SIZE 224
 #define CHANNELS 2048      /* layer4's channels */
 #define POSITIONS 49     /* layer4's 7 x 7 positions */
+#define CAM_LAYER 4       /* Grad-CAM's layer (eval.gradcam.layer layer4) */
+#define CAM_CHANNELS 2048  /* its output's channels */
+#define CAM_H 7
+#define CAM_W 7
+#define CAM_POSITIONS 49
 #define DIM 256
 #define HIDDEN 4096
 #define HEADS 4
@@ -137,5 +142,6 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
              double *loss);
 int net_features(const float *x, float *feat);
 const float *net_maps(const float *x);
+int net_cam(const float *x, const float *dfeat, const float **a, const float **da);
 
 #endif

@@ -537,6 +537,16 @@ static void test_gradcam_hand(void **state)
     assert_float_equal(heat[2], 2.0f / 3.5f, 1e-7);
     assert_float_equal(heat[3], 1.0f, 1e-7);
 
+    /* In two steps: the map before upsampling, then the same heat bits. */
+    float map[4], heat2[4];
+    assert_int_equal(lwl_gradcam_map(act, grad, 2, 2, 2, map, NULL, &err), 0);
+    assert_float_equal(map[0], 0.0f, 0);
+    assert_float_equal(map[1], 0.5f, 0);
+    assert_float_equal(map[2], 2.0f, 0);
+    assert_float_equal(map[3], 3.5f, 0);
+    assert_int_equal(lwl_gradcam_heat(map, 2, 2, 2, 2, heat2, &err), 0);
+    assert_memory_equal(heat, heat2, sizeof heat2);
+
     /* 1 x 2 map [0 1] to 1 x 4: half-pixel centres give [0 .25 .75 1]. */
     float a2[2] = { 0, 1 }, g2[2] = { 1, 1 };
     assert_int_equal(lwl_gradcam(a2, g2, 1, 1, 2, 1, 4, heat, NULL, &err), 0);

@@ -175,6 +175,55 @@ static void test_bn_train(void **state)
     run_bn(1, 4, 1, 0, 1);
 }
 
+/* ---- batch norm in eval mode: Grad-CAM's backward, input gradients only */
+
+typedef struct bne_case {
+    int n, c, hw, blk, relu;
+    float *x, *gamma, *beta, *rm, *rv, *r, *y;
+} bne_case;
+
+static double bne_obj(void *ctx)
+{
+    bne_case *b = ctx;
+    bn_eval(b->x, b->y, b->n, b->c, b->hw, 1, b->blk, b->gamma, b->beta, b->rm, b->rv, b->relu,
+            NULL);
+    return dot(b->r, b->y, (size_t)b->n * b->c * b->hw);
+}
+
+/* bn_eval + bn_eval_bwd with running variances far from 1, so a missing scale shows. */
+static void run_bn_eval(int blk, int relu)
+{
+    bne_case b = { .n = 3, .c = 32, .hw = 5, .blk = blk, .relu = relu };
+    size_t n = (size_t)b.n * b.c * b.hw;
+    b.x = rnd(n, -2, 3);
+    b.gamma = rnd((size_t)b.c, 0.5f, 1.5f);
+    b.beta = rnd((size_t)b.c, -0.5f, 0.5f);
+    b.rm = rnd((size_t)b.c, -1, 1);
+    b.rv = rnd((size_t)b.c, 0.2f, 3);
+    b.r = rnd(n, -1, 1);
+    b.y = zeros(n);
+    float *dx = zeros(n);
+
+    bne_obj(&b);
+    bn_eval_bwd(b.r, relu ? b.y : NULL, dx, b.n, b.c, b.hw, blk, b.gamma, b.rv);
+    char what[80];
+    snprintf(what, sizeof what, "bn_eval_bwd%s blk %d: dx", relu ? " + ReLU" : "", blk);
+    check(what, bne_obj, &b, b.x, dx, n);
+    float *all[] = { b.x, b.gamma, b.beta, b.rm, b.rv, b.r, b.y, dx };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        free(all[i]);
+}
+
+static void test_bn_eval(void **state)
+{
+    (void)state;
+    for (int relu = 0; relu <= 1; relu++) {
+        run_bn_eval(1, relu);
+        run_bn_eval(8, relu);
+        run_bn_eval(16, relu);
+    }
+}
+
 /* ---- add_relu and its backward */
 
 typedef struct ew_case {
@@ -618,7 +667,7 @@ int main(void)
         cmocka_unit_test(test_bn1d_train), cmocka_unit_test(test_mlp),
         cmocka_unit_test(test_head_rows),  cmocka_unit_test(test_head_maps),
         cmocka_unit_test(test_head_align), cmocka_unit_test(test_cos_loss),
-        cmocka_unit_test(test_whole_head),
+        cmocka_unit_test(test_whole_head), cmocka_unit_test(test_bn_eval),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, setup, teardown);
