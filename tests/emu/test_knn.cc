@@ -47,11 +47,14 @@ typedef struct ref_nb {
     uint32_t idx;
 } ref_nb;
 
+/* qsort order, written apart from the kernels' lwl_gk_above: higher similarity first, equal
+ * ones (0 and -0 too) by the lower row. */
 static int ref_cmp(const void *a, const void *b)
 {
     const ref_nb *x = (const ref_nb *)a, *y = (const ref_nb *)b;
-    return lwl_gk_above(x->sim, x->idx, y->sim, y->idx) ? -1
-           : lwl_gk_above(y->sim, y->idx, x->sim, x->idx) ? 1 : 0;
+    if (x->sim != y->sim)
+        return x->sim > y->sim ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx ? 1 : 0;
 }
 
 /* Stages 1 and 2 over sim (n, mq) in segments of seg rows against a sort of each column
