@@ -571,6 +571,11 @@ static void emit_prelude(emitter *e, const lwl_plan *p, const gpu_plan *g)
     L("#define TARGET_PARAM_FLOATS %zuu", p->target_param_floats);
     L("#define TARGET_BUF_FLOATS %zuu", p->target_buf_floats * (size_t)p->groups);
     L("#define PRECISION \"%s\"", prec[s->train.precision]);
+    L("#define KNN_K %d  /* eval.knn.k: the neighbours the GPU kNN keeps */",
+      s->eval.knn.k);
+    L("#define KNN_WEIGHTED %d  /* eval.knn.vote %s */", s->eval.knn.vote == VOTE_WEIGHTED,
+      s->eval.knn.vote == VOTE_WEIGHTED ? "weighted" : "majority");
+    L("#define KNN_TEMPERATURE %.17g", s->eval.knn.temperature);
     L("%s", "");
     L("/* net.c's tables and initialisation (shared: the same state on CPU and GPU). */");
     L("extern \"C\" const lwl_tensor_info net_params_info[NPARAMS];");
@@ -917,6 +922,38 @@ static void emit_step(emitter *e, const lwl_plan *p)
     L("%s", "");
 }
 
+/* gnet_knn: gpu_ops.cuh's kNN with the spec's k and vote, or none when k is above what it
+ * keeps (then the driver's kNN runs on the CPU, saying so). */
+static void emit_knn(emitter *e, const lwl_plan *p)
+{
+    const __typeof__(p->spec->eval.knn) *kn = &p->spec->eval.knn;
+    int weighted = kn->vote == VOTE_WEIGHTED;
+    char vote[64];
+    if (weighted)
+        snprintf(vote, sizeof vote, "weighted temperature %g", kn->temperature);
+    else
+        snprintf(vote, sizeof vote, "majority");
+    L("#if KNN_K <= KNN_MAX_K");
+    L("/* The kNN of eval.knn (k %d, vote %s): queries qry (m, CHANNELS) against memory rows",
+      kn->k, vote);
+    L(" * mem (n, CHANNELS) with their labels, host arrays normalised and checked by the driver;");
+    L(" * pred (m, 5) as lwl_knn_predict's, with k <= KNN_K neighbours. */");
+    L("static int gnet_knn(const float *mem, const int *labels, size_t n, const float *qry, "
+      "size_t m,");
+    L("                    int k, int nclasses, int *pred)");
+    L("{");
+    L("    CK(knn_predict<KNN_K>(mem, labels, n, CHANNELS, qry, m, k, KNN_WEIGHTED, "
+      "KNN_TEMPERATURE,");
+    L("                          nclasses, pred, 0, 0));");
+    L("    return 0;");
+    L("}");
+    L("#define GNET_KNN gnet_knn");
+    L("#else");
+    L("#define GNET_KNN NULL   /* k above KNN_MAX_K: the driver's kNN runs on the CPU */");
+    L("#endif");
+    L("%s", "");
+}
+
 static void emit_ranks(emitter *e, const lwl_plan *p)
 {
     int sync = p->spec->model.norm == NORM_SYNC;
@@ -990,7 +1027,7 @@ static void emit_ranks(emitter *e, const lwl_plan *p)
     L("extern \"C\" const lwl_gpu_net net_gpu = {");
     L("    lwl_cuda_available, gnet_init, gnet_free, gnet_state, gnet_to_host, gnet_to_device,");
     L("    gnet_init_weights,");
-    L("    gnet_step, STEP_STAGED, STAGE_ALLOC, STAGE_FREE, gnet_features, gnet_maps,");
+    L("    gnet_step, STEP_STAGED, STAGE_ALLOC, STAGE_FREE, gnet_features, gnet_maps, GNET_KNN,");
     L("    gnet_gather_groups, gnet_share_state, gnet_bcast_host, PRECISION,");
     L("};");
 }
@@ -1009,6 +1046,7 @@ int emit_net_cu(const lwl_plan *p, FILE *f)
     emit_backbone_bwd(e, p, &g);
     emit_head(e, p);
     emit_step(e, p);
+    emit_knn(e, p);
     emit_ranks(e, p);
     free_plan(&g);
     return e->failed ? -1 : 0;

@@ -46,3 +46,11 @@ $(B)/emu/lwl_gpu_emu.o: tests/emu/lwl_gpu_emu.cc compiler/tmpl/gpu_kernels.h \
 	$(CXX) -std=c++17 -O2 -Wall -Wextra -Icompiler/tmpl -Iruntime -Iruntime/cuda -c -o $@ $<
 
 all: $(B)/emu/lwl_gpu_emu.o
+
+# The GPU kNN on the emulated device against the CPU's (tests/t/62-gpu-knn.t).
+$(B)/emu/test_knn: tests/emu/test_knn.cc compiler/tmpl/gpu_ops.cuh compiler/tmpl/gpu_kernels.h \
+                   compiler/tmpl/kernels.h $(B)/emu/lwl_gpu_emu.o $(B)/liblwl.a
+	$(CXX) -std=c++17 -O2 -Wall -Wextra -Wno-unused-function -Icompiler/tmpl -Iruntime \
+	  -Iruntime/cuda -o $@ $< $(B)/emu/lwl_gpu_emu.o $(B)/liblwl.a $(RUNTIME_LIBS)
+
+unit: $(B)/emu/test_knn

@@ -144,15 +144,30 @@ static int ev_cmp_best(const void *a, const void *b)
     return ev_worse(y, x) ? -1 : ev_worse(x, y) ? 1 : 0;
 }
 
-/* Votes of one query's neighbours (sorted best first) into pred (5): the classes with the
- * highest scores, ties to the lower label, only classes with a vote; -1 in the rest. */
+/* The dot product of a and b (d) summed in double in index order: every product of two
+ * floats is exact in double, so any machine (and the GPU's kNN) gets the same bits. */
+static double ev_dot(const float *a, const float *b, size_t d)
+{
+    double s = 0;
+
+    for (size_t j = 0; j < d; j++)
+        s += (double)a[j] * b[j];
+    return s;
+}
+
+/* Votes of query q's neighbours (sorted best first) into pred (5): the classes with the
+ * highest scores, ties to the lower label, only classes with a vote; -1 in the rest. A
+ * weighted vote's similarity is recomputed by ev_dot (mem (n, d)), so that the weights do
+ * not depend on the GEMM's rounding, which exp(sim / T) would magnify. */
 static void ev_vote(const lwl_knn_cfg *cfg, const ev_nb *nb, int k, const int *mem_labels,
-                    double *score, int *votes, int *pred)
+                    const float *mem, const float *q, size_t d, double *score, int *votes,
+                    int *pred)
 {
     for (int i = 0; i < k; i++) {
         int c = mem_labels[nb[i].idx];
 
-        score[c] += cfg->weighted ? exp(nb[i].sim / cfg->temperature) : 1.0;
+        score[c] += cfg->weighted ? exp(ev_dot(q, mem + nb[i].idx * d, d) / cfg->temperature)
+                                  : 1.0;
         votes[c]++;
     }
     for (int r = 0; r < EV_TOPK; r++) {
@@ -173,9 +188,8 @@ static void ev_vote(const lwl_knn_cfg *cfg, const ev_nb *nb, int k, const int *m
     }
 }
 
-/* Checks the arguments of lwl_knn_predict; 0 or -1 with *err. */
-static int ev_knn_check(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels,
-                        size_t n, size_t d, const float *qry, size_t m, char **err)
+int lwl_knn_check(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
+                  size_t d, const float *qry, const int *qry_labels, size_t m, char **err)
 {
     size_t bad;
 
@@ -198,13 +212,18 @@ static int ev_knn_check(const lwl_knn_cfg *cfg, const float *mem, const int *mem
                       cfg->nclasses);
         return -1;
     }
+    if (qry_labels && (bad = ev_first_bad_label(qry_labels, m, cfg->nclasses)) < m) {
+        *err = ev_msg("knn: query row %zu has label %d, outside [0, %d)", bad, qry_labels[bad],
+                      cfg->nclasses);
+        return -1;
+    }
     return 0;
 }
 
 int lwl_knn_predict(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
                     size_t d, const float *qry, size_t m, int *pred, char **err)
 {
-    if (ev_knn_check(cfg, mem, mem_labels, n, d, qry, m, err) != 0)
+    if (lwl_knn_check(cfg, mem, mem_labels, n, d, qry, NULL, m, err) != 0)
         return -1;
 
     int k = cfg->k, bq = cfg->block_q ? cfg->block_q : EV_BLOCK_Q;
@@ -244,7 +263,8 @@ int lwl_knn_predict(const lwl_knn_cfg *cfg, const float *mem, const int *mem_lab
             ev_nb *h = heap + (size_t)i * k;
 
             qsort(h, (size_t)k, sizeof *h, ev_cmp_best);
-            ev_vote(cfg, h, k, mem_labels, score, votes, pred + (q0 + (size_t)i) * EV_TOPK);
+            ev_vote(cfg, h, k, mem_labels, mem, qry + (q0 + (size_t)i) * d, d, score, votes,
+                    pred + (q0 + (size_t)i) * EV_TOPK);
         }
     }
     rc = 0;
@@ -255,6 +275,22 @@ out:
     free(score);
     free(votes);
     return rc;
+}
+
+void lwl_knn_hits(const int *pred, const int *labels, size_t m, lwl_hits *hits)
+{
+    hits->n = m;
+    hits->top1 = hits->top5 = 0;
+    for (size_t i = 0; i < m; i++) {
+        const int *p = pred + i * EV_TOPK;
+
+        hits->top1 += p[0] == labels[i];
+        for (int r = 0; r < EV_TOPK; r++)
+            if (p[r] == labels[i]) {
+                hits->top5++;
+                break;
+            }
+    }
 }
 
 int lwl_knn_eval(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
@@ -278,18 +314,7 @@ int lwl_knn_eval(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels
         free(pred);
         return -1;
     }
-    hits->n = m;
-    hits->top1 = hits->top5 = 0;
-    for (size_t i = 0; i < m; i++) {
-        const int *p = pred + i * EV_TOPK;
-
-        hits->top1 += p[0] == qry_labels[i];
-        for (int r = 0; r < EV_TOPK; r++)
-            if (p[r] == qry_labels[i]) {
-                hits->top5++;
-                break;
-            }
-    }
+    lwl_knn_hits(pred, qry_labels, m, hits);
     free(pred);
     return 0;
 }

@@ -42,15 +42,25 @@ double lwl_hits_pct(size_t hits, size_t n);
  * (vote counts or summed weights), ties to the lower label; a class no neighbour voted for is
  * never listed, its slot is -1 (so with k = 1 only pred[.][0] is set). Neighbours are the k
  * memory rows of highest cosine similarity (the dot product: rows must be normalised
- * already), ties to the lower memory index. mem (n, d), mem_labels (n), qry (m, d).
+ * already), ties to the lower memory index; a weighted vote's weight exp(s / T) takes s as
+ * the dot product summed in double, in index order. mem (n, d), mem_labels (n), qry (m, d).
  * Similarities come from lwl_gemm in blocks of block_q queries x block_m memory rows, so
  * the scratch is bounded whatever n and m; results do not depend on the block sizes.
  * Non-finite features and labels outside [0, nclasses) are errors. */
 int lwl_knn_predict(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
                     size_t d, const float *qry, size_t m, int *pred, char **err);
 
-/* lwl_knn_predict, then counts: top-1 when pred[0] is the label, top-5 when any of the five
- * listed classes is. */
+/* The checks of lwl_knn_predict (and of lwl_knn_eval's query labels when qry_labels is not
+ * NULL): k in [1, n], the temperature of a weighted vote, finite features, labels in
+ * [0, nclasses). For a kNN computed elsewhere (the GPU's) on the same arguments. */
+int lwl_knn_check(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
+                  size_t d, const float *qry, const int *qry_labels, size_t m, char **err);
+
+/* Counts of predictions pred (m, 5) against labels (m): top-1 when pred[0] is the label,
+ * top-5 when any of the five listed classes is. */
+void lwl_knn_hits(const int *pred, const int *labels, size_t m, lwl_hits *hits);
+
+/* lwl_knn_predict, then lwl_knn_hits. */
 int lwl_knn_eval(const lwl_knn_cfg *cfg, const float *mem, const int *mem_labels, size_t n,
                  size_t d, const float *qry, const int *qry_labels, size_t m, lwl_hits *hits,
                  char **err);

@@ -195,6 +195,46 @@ out:
 
 /* ---- kNN */
 
+/* Whether this run's kNN is the GPU's: a GPU run, unless LWL_GPU_KNN=0 or its network has
+ * none (k above what the GPU kNN keeps); said once. */
+static int knn_on_gpu(const run *r)
+{
+    static int said;
+    const char *env = getenv("LWL_GPU_KNN");
+    int off = env && !strcmp(env, "0");
+    if (!r->gpu)
+        return 0;
+    if (!said++)
+        run_say(r, "knn: on the %s\n", off ? "CPU (LWL_GPU_KNN=0)" : r->gpu->knn ? "GPU" :
+                "CPU: eval.knn.k is above what the GPU kNN keeps (KNN_MAX_K)");
+    return !off && r->gpu->knn;
+}
+
+/* The kNN's hits of queries fq (nq) against memory fm (nm), normalised, on the GPU or the
+ * CPU (lwl_knn_eval). The same predictions on both for the same features (docs/cuda.md). */
+static int knn_hits(run *r, const lwl_knn_cfg *kc, const float *fm, const int *lm, size_t nm,
+                    const float *fq, const int *lq, size_t nq, lwl_hits *h)
+{
+    size_t d = (size_t)r->p->feat_dim;
+    char *err = NULL;
+    int rc = -1, *pred = NULL;
+    if (!knn_on_gpu(r))
+        rc = lwl_knn_eval(kc, fm, lm, nm, d, fq, lq, nq, h, &err);
+    else if (lwl_knn_check(kc, fm, lm, nm, d, fq, lq, nq, &err) == 0) {
+        if (!(pred = malloc(nq * 5 * sizeof *pred)))
+            err = strdup("out of memory");
+        else if (r->gpu->knn(fm, lm, nm, fq, nq, kc->k, kc->nclasses, pred) == 0) {
+            lwl_knn_hits(pred, lq, nq, h);
+            rc = 0;
+        }
+    }
+    if (rc)
+        run_fail("knn: %s", err ? err : "the GPU's kNN failed");
+    free(err);
+    free(pred);
+    return rc;
+}
+
 static int knn_eval(run *r, double *top1, double *top5)
 {
     const lwl_program *p = r->p;
@@ -218,12 +258,8 @@ static int knn_eval(run *r, double *top1, double *top5)
     lwl_knn_cfg kc = { p->knn_k < (int)nm ? p->knn_k : (int)nm, p->knn_weighted,
                        p->knn_temperature, r->ds.nclasses, 0, 0 };
     lwl_hits h;
-    char *err = NULL;
-    if (lwl_knn_eval(&kc, fm, lm, nm, (size_t)p->feat_dim, fq, lq, nq, &h, &err)) {
-        run_fail("knn: %s", err);
-        free(err);
+    if (knn_hits(r, &kc, fm, lm, nm, fq, lq, nq, &h))
         goto out;
-    }
     *top1 = lwl_hits_pct(h.top1, h.n);
     *top5 = lwl_hits_pct(h.top5, h.n);
     rc = 0;

@@ -48,6 +48,12 @@ typedef struct lwl_gpu_net {
     void (*stage_free)(void *arg, void *p);
     int (*features)(const float *x, float *feat);
     const float *(*maps)(const float *x);
+    /* the kNN on the GPU: pred (m, 5) as lwl_knn_predict's for memory rows mem (n, feat_dim)
+     * with their labels and queries qry (m, feat_dim), host arrays, L2-normalised and checked
+     * (lwl_knn_check), k <= the spec's; the vote is the spec's. NULL when the spec's k is
+     * above what the GPU kNN keeps (KNN_MAX_K of gpu_ops.cuh) */
+    int (*knn)(const float *mem, const int *labels, size_t n, const float *qry, size_t m, int k,
+               int nclasses, int *pred);
     int (*gather_groups)(void);         /* every rank's BN groups onto every rank */
     int (*share_state)(void);           /* rank 0's state onto every rank */
     int (*bcast_host)(void *p, size_t bytes);   /* rank 0's host bytes to every rank */

@@ -1,7 +1,7 @@
-/* The bodies of the GPU step's kernels, one call per thread index t: written once, in the
- * C-like C++ that nvcc compiles into kernels (through gpu_ops.cuh) and that the CPU tests
- * run for every t in turn (tests/unit/test_gpu_kernels.cc), so every kernel has a CPU
- * reference on the machines without a GPU.
+/* The bodies of the GPU's kernels (the step's and the kNN's), one call per thread index t:
+ * written once, in the C-like C++ that nvcc compiles into kernels (through gpu_ops.cuh) and
+ * that the CPU tests run for every t in turn (tests/emu/, tests/gpu/kernels.cu's host side),
+ * so every kernel has a CPU reference on the machines without a GPU.
  *
  * Activations are NHWC: element (i, p, ch) of n images, hw positions, c channels is at
  * (i hw + p) c + ch. They are stored as act_t: float, bf16_t or f16_t (16-bit patterns,
@@ -592,6 +592,125 @@ LWL_HD void gk_maps_out(size_t t, const act_t *x, float *m, int p, int c)
 {
     size_t j = t % (size_t)p, ch = (t / (size_t)p) % (size_t)c, i = t / ((size_t)p * c);
     m[t] = ld(x[(i * (size_t)p + j) * c + ch]);
+}
+
+/* ---- kNN: each query's k best memory rows, and their vote (lwl_eval.c's rules) */
+
+#define LWL_GK_KNN_TOP 5     /* classes listed per query (top-5) */
+
+/* The best neighbours of one query so far, best first: higher similarity, then the lower
+ * memory row, lwl_eval.c's total order. N slots (the spec's k); an empty slot holds
+ * (-inf, UINT32_MAX), which every real neighbour (finite similarity) outranks. */
+template <int N> struct lwl_gk_topk {
+    enum { K = N };
+    float sim[N];
+    uint32_t idx[N];
+};
+
+/* (s, j) ranks above (s2, j2): equal similarities (0 and -0 too) go to the lower row. */
+LWL_HD bool lwl_gk_above(float s, uint32_t j, float s2, uint32_t j2)
+{
+    return s > s2 || (s == s2 && j < j2);
+}
+
+template <typename T> LWL_HD void lwl_gk_topk_clear(T *l)
+{
+    for (int e = 0; e < T::K; e++) {
+        l->sim[e] = -INFINITY;
+        l->idx[e] = UINT32_MAX;
+    }
+}
+
+/* Offers neighbour (s, j) to l: kept, in order, when it ranks above l's last. Returns 0
+ * when it was not kept (a caller walking a list best first can stop there). */
+template <typename T> LWL_HD int lwl_gk_topk_offer(T *l, float s, uint32_t j)
+{
+    int e = T::K - 1;
+    if (!lwl_gk_above(s, j, l->sim[e], l->idx[e]))
+        return 0;
+    for (; e > 0 && lwl_gk_above(s, j, l->sim[e - 1], l->idx[e - 1]); e--) {
+        l->sim[e] = l->sim[e - 1];
+        l->idx[e] = l->idx[e - 1];
+    }
+    l->sim[e] = s;
+    l->idx[e] = j;
+    return 1;
+}
+
+/* Stage 1, one segment of the memory: thread t = s mq + i keeps query i's best among
+ * memory rows [s seg, s seg + seg) of sim (n, mq), into part[t]. sim is memory-major
+ * (sim[j mq + i] = <memory j, query i>, cuBLAS's column-major queries x memory), so the
+ * threads of consecutive queries read consecutive floats. t < nseg mq. */
+template <typename T>
+LWL_HD void gk_knn_part(size_t t, const float *sim, T *part, size_t n, size_t mq, size_t seg)
+{
+    size_t i = t % mq, j0 = t / mq * seg, j1 = j0 + seg < n ? j0 + seg : n;
+    T best;
+    lwl_gk_topk_clear(&best);
+    for (size_t j = j0; j < j1; j++)
+        lwl_gk_topk_offer(&best, sim[j * mq + i], (uint32_t)j);
+    part[t] = best;
+}
+
+/* Stage 2: query t's best over its nseg segment lists part[s mq + t], into top[t]; each
+ * list is walked best first until an entry is not kept. t < mq. */
+template <typename T>
+LWL_HD void gk_knn_merge(size_t t, const T *part, T *top, size_t mq, int nseg)
+{
+    T best;
+    lwl_gk_topk_clear(&best);
+    for (int s = 0; s < nseg; s++) {
+        const T *l = &part[(size_t)s * mq + t];
+        for (int e = 0; e < T::K && lwl_gk_topk_offer(&best, l->sim[e], l->idx[e]); e++)
+            ;
+    }
+    top[t] = best;
+}
+
+/* The dot product of a and b (d) summed in double in index order: each product of two
+ * floats is exact in double (a fused multiply-add changes nothing), so host and device get
+ * lwl_eval.c's bits. */
+LWL_HD double lwl_gk_dot(const float *a, const float *b, int d)
+{
+    double s = 0;
+    for (int j = 0; j < d; j++)
+        s += (double)a[j] * b[j];
+    return s;
+}
+
+/* Stage 3, the vote of query t's first k neighbours in top[t] (lwl_eval.c's ev_vote): each
+ * adds 1, or when weighted exp(s / temperature) with s its similarity recomputed by
+ * lwl_gk_dot from the memory rows mem (n, d) and the query rows qry (mq, d), to its class's
+ * score, in double and in neighbour order; pred[t 5 + r] is the class of the r-th highest
+ * score, ties to the lower label, among the classes with a vote (-1 in the slots left).
+ * score and votes (mq, nclasses) are scratch. t < mq. */
+template <typename T>
+LWL_HD void gk_knn_vote(size_t t, const T *top, const int *labels, const float *mem,
+                        const float *qry, int d, int k, int weighted, double temperature,
+                        int nclasses, double *score, int *votes, int *pred)
+{
+    double *sc = score + t * (size_t)nclasses;
+    int *vo = votes + t * (size_t)nclasses;
+    for (int c = 0; c < nclasses; c++) {
+        sc[c] = 0;
+        vo[c] = 0;
+    }
+    for (int e = 0; e < k; e++) {
+        size_t j = top[t].idx[e];
+        int c = labels[j];
+        sc[c] += weighted ? exp(lwl_gk_dot(qry + t * (size_t)d, mem + j * (size_t)d, d) /
+                                temperature) : 1.0;
+        vo[c]++;
+    }
+    for (int r = 0; r < LWL_GK_KNN_TOP; r++) {
+        int best = -1;
+        for (int c = 0; c < nclasses; c++)
+            if (vo[c] > 0 && (best < 0 || sc[c] > sc[best]))
+                best = c;
+        pred[t * LWL_GK_KNN_TOP + (size_t)r] = best;
+        if (best >= 0)
+            vo[best] = 0;       /* listed */
+    }
 }
 
 #endif

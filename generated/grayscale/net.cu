@@ -42,6 +42,9 @@ extern "C" {
 #define TARGET_PARAM_FLOATS 42398784u
 #define TARGET_BUF_FLOATS 139008u
 #define PRECISION "bf16"
+#define KNN_K 20  /* eval.knn.k: the neighbours the GPU kNN keeps */
+#define KNN_WEIGHTED 0  /* eval.knn.vote majority */
+#define KNN_TEMPERATURE 0.070000000000000007
 
 /* net.c's tables and initialisation (shared: the same state on CPU and GPU). */
 extern "C" const lwl_tensor_info net_params_info[NPARAMS];
@@ -1575,6 +1578,22 @@ static int gnet_features(const float *x, float *feat)
     return 0;
 }
 
+#if KNN_K <= KNN_MAX_K
+/* The kNN of eval.knn (k 20, vote majority): queries qry (m, CHANNELS) against memory rows
+ * mem (n, CHANNELS) with their labels, host arrays normalised and checked by the driver;
+ * pred (m, 5) as lwl_knn_predict's, with k <= KNN_K neighbours. */
+static int gnet_knn(const float *mem, const int *labels, size_t n, const float *qry, size_t m,
+                    int k, int nclasses, int *pred)
+{
+    CK(knn_predict<KNN_K>(mem, labels, n, CHANNELS, qry, m, k, KNN_WEIGHTED, KNN_TEMPERATURE,
+                          nclasses, pred, 0, 0));
+    return 0;
+}
+#define GNET_KNN gnet_knn
+#else
+#define GNET_KNN NULL   /* k above KNN_MAX_K: the driver's kNN runs on the CPU */
+#endif
+
 /* With model.norm batch each rank updates its own groups' running statistics: every
  * rank's groups to every rank, by a sum in which the slots a rank does not own count -0
  * (x + -0 is x, bit for bit), on the host copies (the driver writes them). */
@@ -1640,6 +1659,6 @@ static int gnet_bcast_host(void *h, size_t bytes)
 extern "C" const lwl_gpu_net net_gpu = {
     lwl_cuda_available, gnet_init, gnet_free, gnet_state, gnet_to_host, gnet_to_device,
     gnet_init_weights,
-    gnet_step, STEP_STAGED, STAGE_ALLOC, STAGE_FREE, gnet_features, gnet_maps,
+    gnet_step, STEP_STAGED, STAGE_ALLOC, STAGE_FREE, gnet_features, gnet_maps, GNET_KNN,
     gnet_gather_groups, gnet_share_state, gnet_bcast_host, PRECISION,
 };

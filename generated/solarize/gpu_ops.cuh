@@ -1,11 +1,13 @@
 /* The GPU step's operations around cuDNN and cuBLAS (lwl_gpu.h): the kernels of
  * gpu_kernels.h launched on the step's stream, and the same calls as the CPU's cpu_ops.h
  * (BN per group with fused ReLU and residual end, the head's MLPs, alignment maps and
- * loss, LARS and the moving average over flat buffers). Emitted by lwlc from
+ * loss, LARS and the moving average over flat buffers); and the evaluation's kNN (a GEMM
+ * and a top-k per query, lwl_eval.c's results). Emitted by lwlc from
  * compiler/tmpl/gpu_ops.cuh; every spec shares it. Every launch is checked. */
 #ifndef LWL_GPU_OPS_CUH
 #define LWL_GPU_OPS_CUH
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,13 @@ GK_KERNEL(scale, (float *y, float s), (y, s))
 GK_KERNEL(check_finite, (const float *g, int *flag), (g, flag))
 GK_KERNEL(pool_features, (const act_t *x, float *f, int p, int c), (x, f, p, c))
 GK_KERNEL(maps_out, (const act_t *x, float *m, int p, int c), (x, m, p, c))
+GK_KERNEL_T(knn_part, (const float *sim, T *part, size_t nmem, size_t mq, size_t seg),
+            (sim, part, nmem, mq, seg))
+GK_KERNEL_T(knn_merge, (const T *part, T *top, size_t mq, int nseg), (part, top, mq, nseg))
+GK_KERNEL_T(knn_vote, (const T *top, const int *labels, const float *mem, const float *qry, int d,
+                       int k, int weighted, double temperature, int nclasses, double *score,
+                       int *votes, int *pred),
+            (top, labels, mem, qry, d, k, weighted, temperature, nclasses, score, votes, pred))
 
 /* ---- scratch of the reductions, made once by gpu_ops_init (the step allocates nothing) */
 
@@ -519,6 +528,133 @@ static int check_finite(const float *g, size_t n, int *flag, int *bad)
         return -1;
     GK_RUN(check_finite, n, g, flag);
     return lwl_gpu_get(bad, flag, sizeof *bad);
+}
+
+/* ---- kNN on the GPU: the similarities of a chunk of queries by a true-fp32 GEMM, then
+ * each query's k best memory rows (stage 1 per memory segment, stage 2 merging the
+ * segments' lists) and their vote, with lwl_eval.c's orders (docs/evaluation.md) */
+
+#define KNN_MAX_K 512                       /* the largest k the GPU kNN keeps */
+#define KNN_SIM_FLOATS ((size_t)64 << 20)   /* a chunk's similarities: 256 MiB */
+#define KNN_THREADS ((size_t)1 << 16)       /* stage 1's threads, about */
+
+/* How a kNN is cut: mq queries per chunk, the memory in nseg segments of seg rows. */
+typedef struct knn_cut {
+    size_t mq, seg;
+    int nseg;
+} knn_cut;
+
+/* The cut for n >= 1 memory rows, m >= 1 queries and lists of K: chunks of at most
+ * sim_floats similarities, about `threads` stage-1 threads, segments of at least 4 K rows
+ * (so that stage 2 reads at most a quarter of what stage 1 did). Results do not depend on
+ * the cut: every list keeps the best under one total order. */
+static knn_cut knn_plan(size_t n, size_t m, int K, size_t sim_floats, size_t threads)
+{
+    knn_cut c;
+    size_t mq = sim_floats / n, want, most = n / (4 * (size_t)K), nseg;
+    c.mq = mq < 1 ? 1 : mq > m ? m : mq;
+    want = (threads + c.mq - 1) / c.mq;
+    nseg = want < most ? want : most;
+    nseg = nseg < 1 ? 1 : nseg;
+    c.seg = (n + nseg - 1) / nseg;
+    c.nseg = (int)((n + c.seg - 1) / c.seg);
+    return c;
+}
+
+/* The device buffers of a kNN. */
+template <int K> struct knn_bufs {
+    float *mem;                 /* (n, d) */
+    int *labels;                /* (n) */
+    float *qry;                 /* (mq, d) a chunk of queries */
+    float *sim;                 /* (n, mq) memory-major */
+    lwl_gk_topk<K> *part;       /* (nseg, mq) each segment's best */
+    lwl_gk_topk<K> *top;        /* (mq) each query's best */
+    double *score;              /* (mq, nclasses) */
+    int *votes;                 /* (mq, nclasses) */
+    int *pred;                  /* (mq, 5) */
+};
+
+template <int K> static void knn_bufs_free(knn_bufs<K> *b)
+{
+    void *all[] = { b->mem, b->labels, b->qry, b->sim, b->part, b->top, b->score, b->votes,
+                    b->pred };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        lwl_gpu_release(all[i]);
+    memset(b, 0, sizeof *b);
+}
+
+/* The buffers for a cut, with the memory rows and labels uploaded. 0 or -1. */
+template <int K>
+static int knn_bufs_make(knn_bufs<K> *b, const knn_cut *c, const float *mem, const int *labels,
+                         size_t n, int d, int nclasses)
+{
+    size_t mq = c->mq, nc = (size_t)nclasses;
+    b->mem = (float *)lwl_gpu_alloc(sizeof(float) * n * d);
+    b->labels = (int *)lwl_gpu_alloc(sizeof(int) * n);
+    b->qry = (float *)lwl_gpu_alloc(sizeof(float) * mq * d);
+    b->sim = (float *)lwl_gpu_alloc(sizeof(float) * n * mq);
+    b->part = (lwl_gk_topk<K> *)lwl_gpu_alloc(sizeof(lwl_gk_topk<K>) * c->nseg * mq);
+    b->top = (lwl_gk_topk<K> *)lwl_gpu_alloc(sizeof(lwl_gk_topk<K>) * mq);
+    b->score = (double *)lwl_gpu_alloc(sizeof(double) * mq * nc);
+    b->votes = (int *)lwl_gpu_alloc(sizeof(int) * mq * nc);
+    b->pred = (int *)lwl_gpu_alloc(sizeof(int) * mq * LWL_GK_KNN_TOP);
+    if (!b->mem || !b->labels || !b->qry || !b->sim || !b->part || !b->top || !b->score ||
+        !b->votes || !b->pred)
+        return -1;
+    if (lwl_gpu_put(b->mem, mem, sizeof(float) * n * d) ||
+        lwl_gpu_put(b->labels, labels, sizeof(int) * n))
+        return -1;
+    return 0;
+}
+
+/* One chunk of nq <= mq queries qry (host, (nq, d)): their classes into pred (host, (nq,
+ * 5)). */
+template <int K>
+static int knn_chunk(const knn_bufs<K> *b, const knn_cut *c, size_t n, int d, const float *qry,
+                     size_t nq, int k, int weighted, double temperature, int nclasses, int *pred)
+{
+    typedef lwl_gk_topk<K> topk_t;
+    if (lwl_gpu_put(b->qry, qry, sizeof(float) * nq * d) ||
+        lwl_ggemm_fp32(0, 1, (int)n, (int)nq, d, 1.0f, b->mem, d, b->qry, d, 0.0f, b->sim,
+                       (int)nq))
+        return -1;
+    GK_RUN_T(knn_part, topk_t, (size_t)c->nseg * nq, (const float *)b->sim, b->part, n, nq,
+             c->seg);
+    GK_RUN_T(knn_merge, topk_t, nq, (const topk_t *)b->part, b->top, nq, c->nseg);
+    GK_RUN_T(knn_vote, topk_t, nq, (const topk_t *)b->top, (const int *)b->labels,
+             (const float *)b->mem, (const float *)b->qry, d, k, weighted, temperature, nclasses,
+             b->score, b->votes, b->pred);
+    return lwl_gpu_get(pred, b->pred, sizeof(int) * nq * LWL_GK_KNN_TOP);
+}
+
+/* The kNN of m query rows qry against n memory rows mem with their labels (host arrays
+ * (., d), L2-normalised, finite, labels in [0, nclasses): what lwl_knn_check checks), the
+ * k <= K best neighbours of each voting as lwl_eval.c's: pred (m, 5) as lwl_knn_predict's,
+ * the same classes for the same similarities. The similarities are a cuBLAS GEMM in true
+ * fp32 (no TF32) per chunk of queries; sim_floats and threads change the cut (0: the
+ * defaults above), never the results. 0 or -1 (lwl_cuda_error). */
+template <int K>
+static int knn_predict(const float *mem, const int *labels, size_t n, int d, const float *qry,
+                       size_t m, int k, int weighted, double temperature, int nclasses,
+                       int *pred, size_t sim_floats, size_t threads)
+{
+    if (k < 1 || k > K || (size_t)k > n || n > (size_t)INT_MAX || d < 1 || nclasses < 1 ||
+        (weighted && !(temperature > 0)))
+        return lwl_cuda_fail(__FILE__, __LINE__, "lwlc", "bad arguments", "knn_predict");
+    if (m == 0)
+        return 0;
+    knn_cut c = knn_plan(n, m, K, sim_floats ? sim_floats : KNN_SIM_FLOATS,
+                         threads ? threads : KNN_THREADS);
+    knn_bufs<K> b;
+    memset(&b, 0, sizeof b);
+    int rc = knn_bufs_make<K>(&b, &c, mem, labels, n, d, nclasses);
+    for (size_t q0 = 0; rc == 0 && q0 < m; q0 += c.mq) {
+        size_t nq = m - q0 < c.mq ? m - q0 : c.mq;
+        rc = knn_chunk<K>(&b, &c, n, d, qry + q0 * d, nq, k, weighted, temperature, nclasses,
+                          pred + q0 * LWL_GK_KNN_TOP);
+    }
+    knn_bufs_free<K>(&b);
+    return rc;
 }
 
 #endif

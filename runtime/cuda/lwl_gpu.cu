@@ -316,13 +316,27 @@ int lwl_gconv_bwd_filter(lwl_gconv *cv, const void *x, const void *dy, void *dwt
 
 /* ---- GEMMs: row-major C = A B is column-major C^T = B^T A^T */
 
-int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-              const float *b, int ldb, float beta, float *c, int ldc)
+static int gemm_as(cublasComputeType_t compute, int ta, int tb, int m, int n, int k,
+                   float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                   float *c, int ldc)
 {
     CUBLAS_CK(cublasGemmEx(g.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                            n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c,
-                           CUDA_R_32F, ldc, g.gemm_compute, CUBLAS_GEMM_DEFAULT));
+                           CUDA_R_32F, ldc, compute, CUBLAS_GEMM_DEFAULT));
     return 0;
+}
+
+int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc)
+{
+    return gemm_as(g.gemm_compute, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int lwl_ggemm_fp32(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc)
+{
+    return gemm_as(CUBLAS_COMPUTE_32F_PEDANTIC, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                   ldc);
 }
 
 int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const float *a,

@@ -52,6 +52,10 @@ void lwl_gconv_free(lwl_gconv *cv);
  * semantics of lwl_gemm (lwl_nn.h). 0 or -1. */
 int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
+/* lwl_ggemm in true fp32 arithmetic whatever the activations (cuBLAS's pedantic fp32, never
+ * TF32): the kNN's similarities, whose neighbours must be the CPU's. */
+int lwl_ggemm_fp32(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc);
 /* The same `count` times, the i-th with A + i sa, B + i sb, C + i sc. */
 int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const float *a,
                       int lda, long long sa, const float *b, int ldb, long long sb, float beta,

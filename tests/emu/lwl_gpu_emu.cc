@@ -279,6 +279,13 @@ int lwl_ggemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
     return 0;
 }
 
+/* The emulated GEMM has no TF32 to leave out: the same loop. */
+int lwl_ggemm_fp32(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc)
+{
+    return lwl_ggemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const float *a,
                       int lda, long long sa, const float *b, int ldb, long long sb, float beta,
                       float *c, int ldc, long long sc, int count)

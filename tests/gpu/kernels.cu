@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "gpu_ops.cuh"
+extern "C" {
+#include "lwl_eval.h"
+}
 
 static int tests, failures;
 static unsigned rng = 12345;
@@ -45,6 +48,11 @@ static double ld(double v)
 }
 
 static double ld(uint8_t v)
+{
+    return v;
+}
+
+static double ld(int v)
 {
     return v;
 }
@@ -194,6 +202,138 @@ static int check_head(void)
     return 0;
 }
 
+/* ---- the kNN */
+
+/* Compares the device's bytes with the host's, exactly. */
+static void same_bytes(const char *what, const void *d, const void *h, size_t bytes)
+{
+    unsigned char *g = (unsigned char *)malloc(bytes);
+    int ok = !lwl_gpu_sync() && !lwl_gpu_get(g, d, bytes);
+    size_t at = 0;
+    while (ok && at < bytes && g[at] == ((const unsigned char *)h)[at])
+        at++;
+    tests++;
+    if (ok && at == bytes) {
+        printf("ok %d - %s: %zu bytes\n", tests, what, bytes);
+    } else {
+        failures++;
+        printf("not ok %d - %s: %s %zu\n", tests, what, ok ? "first difference at byte" :
+               lwl_cuda_error(), at);
+    }
+    free(g);
+}
+
+/* n memory rows and m queries of d features on the grid of 2^-6 in [-1, 1] (every product
+ * and partial sum exact in fp32: the CPU's and the GPU's GEMMs give the same floats), a
+ * third of the memory rows repeated under other labels, so that ties decide; 10 classes. */
+static void knn_data(float *mem, int *y, size_t n, float *q, size_t m, int d)
+{
+    for (size_t i = 0; i < n; i++) {
+        int dup = i >= 30 && uni(0, 1) < 0.33f;
+        y[i] = (int)uni(0, 10) % 10;
+        for (int c = 0; c < d; c++)
+            mem[i * d + c] = dup ? mem[i / 3 * d + c] : floorf(uni(-64, 64)) / 64;
+    }
+    for (size_t i = 0; i < m; i++)      /* every fifth query is a memory row */
+        for (int c = 0; c < d; c++)
+            q[i * d + c] = i % 5 == 0 ? mem[i * 4 * d + c] : floorf(uni(-64, 64)) / 64;
+}
+
+/* The three stages on the GPU over its own similarities against the same bodies on the
+ * host (the weighted vote's scores within exp's last bits). */
+template <int K>
+static int check_knn_stages(const float *mem, const int *y, size_t n, int d, const float *q,
+                            size_t m)
+{
+    typedef lwl_gk_topk<K> topk_t;
+    knn_cut c = knn_plan(n, m, K, n * m, 1 << 14);
+    size_t np = (size_t)c.nseg * m;
+    float *gm = to_dev(mem, n * d), *gq = to_dev(q, m * d);
+    float *gs = (float *)lwl_gpu_alloc(sizeof(float) * n * m);
+    float *sim = (float *)malloc(sizeof(float) * n * m);
+    int *gy = to_dev(y, n), *gvo = (int *)lwl_gpu_alloc(sizeof(int) * m * 10);
+    int *gpred = (int *)lwl_gpu_alloc(sizeof(int) * m * 5);
+    topk_t *gp = (topk_t *)lwl_gpu_alloc(sizeof(topk_t) * np);
+    topk_t *gt = (topk_t *)lwl_gpu_alloc(sizeof(topk_t) * m);
+    double *gsc = (double *)lwl_gpu_alloc(sizeof(double) * m * 10);
+    if (lwl_ggemm_fp32(0, 1, (int)n, (int)m, d, 1.0f, gm, d, gq, d, 0.0f, gs, (int)m) ||
+        lwl_gpu_sync() || lwl_gpu_get(sim, gs, sizeof(float) * n * m))
+        return -1;
+    GK_RUN_T(knn_part, topk_t, np, (const float *)gs, gp, n, m, c.seg);
+    GK_RUN_T(knn_merge, topk_t, m, (const topk_t *)gp, gt, m, c.nseg);
+    GK_RUN_T(knn_vote, topk_t, m, (const topk_t *)gt, (const int *)gy, (const float *)gm,
+             (const float *)gq, d, K, 1, 0.1, 10, gsc, gvo, gpred);
+
+    topk_t *part = (topk_t *)malloc(sizeof(topk_t) * np);
+    topk_t *top = (topk_t *)malloc(sizeof(topk_t) * m);
+    double *sc = (double *)malloc(sizeof(double) * m * 10);
+    int *vo = (int *)malloc(sizeof(int) * m * 10), *pred = (int *)malloc(sizeof(int) * m * 5);
+    for (size_t t = 0; t < np; t++)
+        gk_knn_part(t, sim, part, n, m, c.seg);
+    for (size_t t = 0; t < m; t++)
+        gk_knn_merge(t, part, top, m, c.nseg);
+    for (size_t t = 0; t < m; t++)
+        gk_knn_vote(t, top, y, mem, q, d, K, 1, 0.1, 10, sc, vo, pred);
+    char what[96];
+    snprintf(what, sizeof what, "kNN k %d, %d segments: each segment's best (ties)", K, c.nseg);
+    same_bytes(what, gp, part, sizeof(topk_t) * np);
+    same_bytes("... each query's best", gt, top, sizeof(topk_t) * m);
+    same("... the weighted vote's class scores (exp)", gsc, sc, m * 10, 1e-15);
+    same("... the classes", gpred, pred, m * 5, 0);
+    free(sim);
+    free(part);
+    free(top);
+    free(sc);
+    free(vo);
+    free(pred);
+    return 0;
+}
+
+/* knn_predict on the GPU against lwl_knn_predict on the CPU: the same classes. */
+template <int K>
+static void check_knn_cpu(const float *mem, const int *y, size_t n, int d, const float *q,
+                          size_t m, int weighted, size_t sim_floats)
+{
+    int *pg = (int *)malloc(sizeof(int) * m * 5), *pc = (int *)malloc(sizeof(int) * m * 5);
+    lwl_knn_cfg cfg = { K, weighted, 0.1, 10, 0, 0 };
+    char *err = NULL;
+    int rc = knn_predict<K>(mem, y, n, d, q, m, K, weighted, 0.1, 10, pg, sim_floats, 0);
+    rc = rc || lwl_knn_predict(&cfg, mem, y, n, (size_t)d, q, m, pc, &err);
+    size_t differ = 0;
+    for (size_t i = 0; !rc && i < m * 5; i++)
+        differ += pg[i] != pc[i];
+    tests++;
+    failures += rc || differ;
+    printf("%s %d - kNN k %d %s on the GPU (chunks of %s similarities): the CPU's classes "
+           "(%zu differ)%s%s\n", rc || differ ? "not ok" : "ok", tests, K,
+           weighted ? "weighted" : "majority", sim_floats ? "n x 37" : "KNN_SIM_FLOATS", differ,
+           rc ? ": " : "", rc ? (err ? err : lwl_cuda_error()) : "");
+    free(err);
+    free(pg);
+    free(pc);
+}
+
+static int check_knn(void)
+{
+    size_t n = 3000, m = 700;
+    int d = 32;
+    float *mem = (float *)malloc(sizeof(float) * n * d);
+    float *q = (float *)malloc(sizeof(float) * m * d);
+    int *y = (int *)malloc(sizeof(int) * n);
+    knn_data(mem, y, n, q, m, d);
+    if (check_knn_stages<20>(mem, y, n, d, q, m) || check_knn_stages<1>(mem, y, n, d, q, m))
+        return -1;
+    for (int w = 0; w < 2; w++) {
+        check_knn_cpu<20>(mem, y, n, d, q, m, w, 0);
+        check_knn_cpu<20>(mem, y, n, d, q, m, w, n * 37);
+        check_knn_cpu<1>(mem, y, n, d, q, m, w, 0);
+    }
+    free(mem);
+    free(q);
+    free(y);
+    return 0;
+}
+
 int main(void)
 {
     if (lwl_gpu_init(0, LWL_F32)) {
@@ -203,7 +343,7 @@ int main(void)
     check_bn(4, 64, 3136, 2, 1, 0);         /* layer1-like, two groups, ReLU */
     check_bn(6, 256, 49, 1, 0, 1);          /* layer4-like, the end of a block */
     check_bn(2, 96, 1000, 2, 0, 0);         /* the head's BN1d as (groups, rows, c) */
-    if (check_pool() || check_head()) {
+    if (check_pool() || check_head() || check_knn()) {
         printf("not ok %d - a launch failed: %s\n", ++tests, lwl_cuda_error());
         failures++;
     }

@@ -170,12 +170,32 @@ static void test_knn_weighted(void **state)
     assert_int_equal(pred[0], 0);
 }
 
+static void test_knn_weighted_double(void **state)
+{
+    /* Similarities 1 and 1 + 2^-30 are one float (1.0f): the neighbours tie and rank by
+     * index, but the weights take the similarities in double, where the second is larger:
+     * class 1 wins the weighted vote, as a float tie would never let it. */
+    float mem[2 * 2] = { 1, 0, 1, 1 }, q[2] = { 1, 0x1p-30f };
+    int y[2] = { 0, 1 }, pred[5];
+    lwl_knn_cfg c = knn_cfg(2, 1, 2);
+    char *err = NULL;
+    (void)state;
+
+    assert_int_equal(lwl_knn_predict(&c, mem, y, 2, 2, q, 1, pred, &err), 0);
+    assert_int_equal(pred[0], 1);
+    assert_int_equal(pred[1], 0);
+    c.weighted = 0;                     /* one vote each: the tie goes to the lower label */
+    assert_int_equal(lwl_knn_predict(&c, mem, y, 2, 2, q, 1, pred, &err), 0);
+    assert_int_equal(pred[0], 0);
+}
+
 /* Full-matrix similarities and a full sort: the reference of the blocked heap. */
 static void knn_brute(const lwl_knn_cfg *c, const float *mem, const int *y, size_t n, size_t d,
                       const float *q, size_t m, int *pred)
 {
     for (size_t i = 0; i < m; i++) {
         float *s = xmalloc(n * sizeof *s);
+        double *sd = xmalloc(n * sizeof *sd);
         int *ord = xmalloc(n * sizeof *ord);
         double score[64] = { 0 };
         int votes[64] = { 0 };
@@ -184,6 +204,7 @@ static void knn_brute(const lwl_knn_cfg *c, const float *mem, const int *y, size
             double a = 0;
             for (size_t t = 0; t < d; t++)
                 a += (double)q[i * d + t] * mem[j * d + t];
+            sd[j] = a;
             s[j] = (float)a;
             ord[j] = (int)j;
         }
@@ -196,7 +217,7 @@ static void knn_brute(const lwl_knn_cfg *c, const float *mem, const int *y, size
                 ord[t - 1] = x;
             }
         for (int j = 0; j < c->k; j++) {
-            score[y[ord[j]]] += c->weighted ? exp(s[ord[j]] / c->temperature) : 1.0;
+            score[y[ord[j]]] += c->weighted ? exp(sd[ord[j]] / c->temperature) : 1.0;
             votes[y[ord[j]]]++;
         }
         for (int r = 0; r < 5; r++) {
@@ -209,6 +230,7 @@ static void knn_brute(const lwl_knn_cfg *c, const float *mem, const int *y, size
                 votes[best] = 0;
         }
         free(s);
+        free(sd);
         free(ord);
     }
 }
@@ -902,8 +924,9 @@ int main(void)
     const struct CMUnitTest base[] = {
         cmocka_unit_test(test_l2_normalize),      cmocka_unit_test(test_knn_majority_ties),
         cmocka_unit_test(test_knn_equal_similarity), cmocka_unit_test(test_knn_k1_and_no_vote),
-        cmocka_unit_test(test_knn_weighted),      cmocka_unit_test(test_knn_blocks_vs_brute),
-        cmocka_unit_test(test_knn_errors),        cmocka_unit_test(test_class_share),
+        cmocka_unit_test(test_knn_weighted),      cmocka_unit_test(test_knn_weighted_double),
+        cmocka_unit_test(test_knn_blocks_vs_brute), cmocka_unit_test(test_knn_errors),
+        cmocka_unit_test(test_class_share),
         cmocka_unit_test(test_sgd_schedule),      cmocka_unit_test(test_linear_init),
         cmocka_unit_test(test_linear_step),       cmocka_unit_test(test_topk_hits),
         cmocka_unit_test(test_t_interval),        cmocka_unit_test(test_gradcam_hand),
