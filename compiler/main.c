@@ -280,9 +280,11 @@ static int generate(const opts *o, const lwl_spec *spec, lwl_diag *d)
     if (rc == 0 && o->verbose)
         fprintf(stderr, "lwlc: wrote %s/\n", dir);
     if (rc == 0 && o->report) {
-        const char *arch = getenv("CUDA_ARCH");
-        char *gencode = xasprintf("-gencode arch=compute_%s,code=sm_%s", arch && *arch ? arch : "90",
-                                  arch && *arch ? arch : "90");
+        /* ptxas reports for one architecture: the first of CUDA_ARCH, else sm_90 */
+        const char *env = getenv("CUDA_ARCH");
+        int arch = env ? atoi(env) : 0;
+        arch = arch >= 50 && arch < 1000 ? arch : 90;
+        char *gencode = xasprintf("-gencode arch=compute_%d,code=sm_%d", arch, arch);
         char *inc = xasprintf("-I'%s' -I'%s/runtime' -I'%s/runtime/cuda'", dir, home(), home());
         rc = emit_report(&plan, dir, setting("LWL_NVCC", LWLC_NVCC),
                          setting("LWL_NVCC_FLAGS", LWLC_NVCC_FLAGS), gencode, inc, stdout) ? 3 : 0;
