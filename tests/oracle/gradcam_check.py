@@ -9,7 +9,9 @@ size and min-max normalised.
     gradcam_check.py RUN_DIR --layer layer3 [--arch resnet18] [--stem small]
 
 Compares logits, alpha, cam (relative to their largest magnitude) and heat (absolute) within
---tol (default 1e-4); the reference map must not be empty. The check must be able to fail:
+--tol (default 1e-4). A map the ReLU empties entirely (every weighted sum negative) must be
+empty in the program too, and at least one image of the run must have a non-empty reference
+map, so that the comparison is not vacuous. The check must be able to fail:
 the heat of every other layer must differ from the program's by more than --margin (default
 0.05), and below layer4 so must alpha (relative) computed with the BN scales left out of the
 backward (each BN of the later layers passing its gradient through unscaled). Exit 0 when all
@@ -105,11 +107,12 @@ def rel(got, want):
 
 
 def check_one(path, models, a):
+    """(passes, the reference map is not empty) for one gradcam/<image>.safetensors."""
     t, meta = st.read(path)
     name = os.path.basename(path)
     if meta.get("layer") != a.layer:
         print(f"{name}: written at {meta.get('layer')}, expected {a.layer}")
-        return False
+        return False, False
     x = torch.from_numpy(np.array(t["input"], dtype=np.float64))[None]
     cls = int(meta["class"])
     logits, alpha, cam, heat = gradcam(models["ref"], a.layer, x, cls)
@@ -123,9 +126,11 @@ def check_one(path, models, a):
     print(f"{name}: {a.layer}, class {cls} ({meta.get('class_name')}), cam "
           f"{cam.shape[0]}x{cam.shape[1]} (max {cam.max():.3g}); max difference: "
           + ", ".join(f"{k} {v:.2e}" for k, v in d.items()))
-    if cam.max() <= 0 or t["cam"].shape != cam.shape:
-        print(f"{name}: the reference map is empty or the shapes differ ({t['cam'].shape})")
-        ok = False
+    if t["cam"].shape != cam.shape:
+        print(f"{name}: the shapes differ ({t['cam'].shape})")
+        return False, False
+    if cam.max() <= 0:
+        print(f"{name}: the reference map is empty (the ReLU removes it all)")
     ok = ok and all(v <= a.tol for v in d.values())
 
     # the wrong answers this must tell apart
@@ -142,7 +147,7 @@ def check_one(path, models, a):
         print(f"    without the BN scales in backward: alpha differs by {off:.3f}, heat by "
               f"{far:.3f}")
         ok = ok and off > a.margin
-    return ok
+    return ok, bool(cam.max() > 0)
 
 
 def main():
@@ -164,7 +169,10 @@ def main():
         print(f"no {a.run}/gradcam/*.safetensors")
         return 1
     results = [check_one(f, models, a) for f in files]
-    return 0 if all(results) else 1
+    if not any(full for _, full in results):
+        print("every reference map is empty: nothing was compared")
+        return 1
+    return 0 if all(ok for ok, _ in results) else 1
 
 
 if __name__ == "__main__":

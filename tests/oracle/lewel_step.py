@@ -38,7 +38,7 @@ CHOICES = {"backbone": ARCH, "stem": ("imagenet", "small"), "head": ("lewel_b", 
 # Tolerances of a float32 program against this float64 reference (docs/engine.md).
 #   loss, buffers: elementwise |got - want| <= atol + rtol |want| + |alt - want|
 #   after., target. parameters: elementwise |got - want| <= atol + rtol |want|
-#                          + update rtol * max |want - before| + FLOOR max |alt - want|
+#                          + update rtol * ||want - before||_2 + FLOOR max |alt - want|
 #   grad.: ||got - want||_2 <= rtol ||want||_2 + ||alt - want||_2 + atol sqrt(n)
 # where alt is the reference with ambiguous ReLU elements flipped in the backward pass (a
 # program may flip only some of them: its gradient's norm stays within the flip's, but one
@@ -52,7 +52,7 @@ TOL = {
     "grad.backbone": (1e-4, 1e-9),
     "grad.stem": (3e-4, 1e-9),          # conv1/bn1/layer1: the longest backward chain
     "after.params": (1e-5, 1e-6),
-    "update": (1e-4, 0),                # + this times the largest |after - before| of a tensor
+    "update": (1e-4, 0),                # + this times the norm of a tensor's update
     "after.buffers": (1e-4, 1e-5),
     "target.params": (1e-5, 1e-6),
     "target.buffers": (1e-4, 1e-5),
@@ -331,7 +331,7 @@ def close(got, want, alt, f32, g, before):
         return dn <= allowed, dn / wn if wn > 0 else dn, dn / allowed
     allowed = atol + rtol * np.abs(want)
     if before is not None:   # the step's error follows its gradient's: allow it tensor-wide
-        allowed = allowed + TOL["update"][0] * float(np.abs(want - before).max()) + FLOOR * (
+        allowed = allowed + TOL["update"][0] * float(np.linalg.norm(want - before)) + FLOOR * (
             float(np.abs(alt - want).max()) + float(np.abs(f32 - want).max()))
     else:
         allowed = allowed + np.abs(alt - want) + FLOOR * np.abs(f32 - want)
