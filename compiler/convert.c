@@ -655,14 +655,20 @@ void convert_spec(lwl_arena *a, lwl_diag *d, const bset *top, const char *path, 
                        "'-' and '.'", out->name);
             break;
         }
-    if (!out->name[0])
-        diag_error(d, (lwl_loc){ top->loc.src, 0, 0, 0, 0 }, "the experiment name is empty");
+    if (!out->name[0]) {
+        const setting *n = bset_find(top, "name", 0);
+        diag_error(d, n ? n->loc : (lwl_loc){ top->loc.src, 0, 0, 0, 0 },
+                   "the experiment name is empty");
+    }
 
     if (!out->data.root && !incomplete && !find_path(top, "data", NULL, "root")) {
         const setting *db = bset_find(top, "data", 0);
         lwl_loc at = db ? db->key_loc : (lwl_loc){ top->loc.src, 0, 0, 0, 0 };
         diag_error(d, at, "'data' needs 'root \"dir\"': the ImageFolder tree to train on");
     }
+    const setting *sem = find_path(top, "augment", NULL, "semantics");
+    if (sem)
+        out->augment.semantics_loc = sem->vals[0]->loc;
     read_classes(&c, top);
     if (!incomplete)
         check_views(&c, top);
