@@ -14,6 +14,7 @@ typedef struct conv {
     lwl_arena *a;
     lwl_diag *d;
     lwl_spec *s;
+    int bad_splitref;       /* a kNN or linear split was rejected: its default stands in */
 } conv;
 
 static void spec_defaults(lwl_spec *s)
@@ -400,7 +401,8 @@ static void convert_value(conv *c, const setting *s, char *base)
         break;
     }
     case T_SPLITREF:
-        get_splitref(c, s, dst);
+        if (!get_splitref(c, s, dst))
+            c->bad_splitref = 1;
         break;
     case T_SPLIT:
         get_split(c, s);
@@ -585,7 +587,7 @@ static void check_eval(conv *c, const bset *top)
     check_splitref(c, top, "linear", "test", &s->eval.linear.test);
 
     const lwl_splitref *m = &s->eval.knn.memory, *q = &s->eval.knn.queries;
-    if (m->split == q->split) {
+    if (m->split == q->split && !c->bad_splitref) {
         const setting *at = find_path(top, "eval", "knn", "memory");
         if (!at)
             at = find_path(top, "eval", "knn", "queries");
@@ -638,7 +640,7 @@ static void check_eval(conv *c, const bset *top)
 void convert_spec(lwl_arena *a, lwl_diag *d, const bset *top, const char *path, int incomplete,
                   lwl_spec *out)
 {
-    conv c = { a, d, out };
+    conv c = { a, d, out, 0 };
     spec_defaults(out);
     for (int v = 0; v < 2; v++)
         out->augment.view[v].loc.src = NULL;
