@@ -304,12 +304,15 @@ static void get_split(conv *c, const setting *s)
 
 static void get_idents(conv *c, const setting *s)
 {
-    int top1 = 0, top5 = 0;
+    int top1 = 0, top5 = 0, ok = 1;
     for (int i = 0; i < s->nvals; i++) {
         int m = get_enum(c, s, s->vals[i], s->k->enums);
         top1 |= m == 0;
         top5 |= m == 1;
+        ok &= m >= 0;
     }
+    if (!ok)
+        return;     /* reported; the default stands in, so nothing else cascades */
     c->s->eval.top1 = top1;
     c->s->eval.top5 = top5;
 }
@@ -617,9 +620,6 @@ static void check_eval(conv *c, const bset *top)
             diag_warning(c->d, at, "milestone %d has no effect: the linear classifier trains "
                          "for %d epochs", v, s->eval.linear.epochs);
     }
-    if (!s->eval.top1 && !s->eval.top5 && find_path(top, "eval", NULL, "metrics"))
-        diag_error(c->d, find_path(top, "eval", NULL, "metrics")->key_loc,
-                   "'metrics' needs top1, top5 or both");
     if (s->eval.repeat == 1)
         no_effect(c, find_path(top, "eval", NULL, "confidence"),
                   "an interval needs 'repeat' 2 or more");
