@@ -275,6 +275,7 @@ static bset *resolve_use(ctx *c, bset *top, const lwl_block *blk, const chain *s
     }
     remove_key(base, "name");
     merge(c, base, top);
+    base->loc = top->loc;   /* the merged spec is this file's, not its base's */
     return base;
 }
 

@@ -14,6 +14,7 @@ typedef struct conv {
     lwl_arena *a;
     lwl_diag *d;
     lwl_spec *s;
+    int bad_splitref;       /* a kNN or linear split was rejected: its default stands in */
 } conv;
 
 static void spec_defaults(lwl_spec *s)
@@ -303,12 +304,15 @@ static void get_split(conv *c, const setting *s)
 
 static void get_idents(conv *c, const setting *s)
 {
-    int top1 = 0, top5 = 0;
+    int top1 = 0, top5 = 0, ok = 1;
     for (int i = 0; i < s->nvals; i++) {
         int m = get_enum(c, s, s->vals[i], s->k->enums);
         top1 |= m == 0;
         top5 |= m == 1;
+        ok &= m >= 0;
     }
+    if (!ok)
+        return;     /* reported; the default stands in, so nothing else cascades */
     c->s->eval.top1 = top1;
     c->s->eval.top5 = top5;
 }
@@ -400,7 +404,8 @@ static void convert_value(conv *c, const setting *s, char *base)
         break;
     }
     case T_SPLITREF:
-        get_splitref(c, s, dst);
+        if (!get_splitref(c, s, dst))
+            c->bad_splitref = 1;
         break;
     case T_SPLIT:
         get_split(c, s);
@@ -585,7 +590,7 @@ static void check_eval(conv *c, const bset *top)
     check_splitref(c, top, "linear", "test", &s->eval.linear.test);
 
     const lwl_splitref *m = &s->eval.knn.memory, *q = &s->eval.knn.queries;
-    if (m->split == q->split) {
+    if (m->split == q->split && !c->bad_splitref) {
         const setting *at = find_path(top, "eval", "knn", "memory");
         if (!at)
             at = find_path(top, "eval", "knn", "queries");
@@ -615,9 +620,6 @@ static void check_eval(conv *c, const bset *top)
             diag_warning(c->d, at, "milestone %d has no effect: the linear classifier trains "
                          "for %d epochs", v, s->eval.linear.epochs);
     }
-    if (!s->eval.top1 && !s->eval.top5 && find_path(top, "eval", NULL, "metrics"))
-        diag_error(c->d, find_path(top, "eval", NULL, "metrics")->key_loc,
-                   "'metrics' needs top1, top5 or both");
     if (s->eval.repeat == 1)
         no_effect(c, find_path(top, "eval", NULL, "confidence"),
                   "an interval needs 'repeat' 2 or more");
@@ -638,7 +640,7 @@ static void check_eval(conv *c, const bset *top)
 void convert_spec(lwl_arena *a, lwl_diag *d, const bset *top, const char *path, int incomplete,
                   lwl_spec *out)
 {
-    conv c = { a, d, out };
+    conv c = { a, d, out, 0 };
     spec_defaults(out);
     for (int v = 0; v < 2; v++)
         out->augment.view[v].loc.src = NULL;
@@ -655,14 +657,20 @@ void convert_spec(lwl_arena *a, lwl_diag *d, const bset *top, const char *path, 
                        "'-' and '.'", out->name);
             break;
         }
-    if (!out->name[0])
-        diag_error(d, (lwl_loc){ top->loc.src, 0, 0, 0, 0 }, "the experiment name is empty");
+    if (!out->name[0]) {
+        const setting *n = bset_find(top, "name", 0);
+        diag_error(d, n ? n->loc : (lwl_loc){ top->loc.src, 0, 0, 0, 0 },
+                   "the experiment name is empty");
+    }
 
     if (!out->data.root && !incomplete && !find_path(top, "data", NULL, "root")) {
         const setting *db = bset_find(top, "data", 0);
         lwl_loc at = db ? db->key_loc : (lwl_loc){ top->loc.src, 0, 0, 0, 0 };
         diag_error(d, at, "'data' needs 'root \"dir\"': the ImageFolder tree to train on");
     }
+    const setting *sem = find_path(top, "augment", NULL, "semantics");
+    if (sem)
+        out->augment.semantics_loc = sem->vals[0]->loc;
     read_classes(&c, top);
     if (!incomplete)
         check_views(&c, top);

@@ -206,7 +206,8 @@ static int entry_cmp(const void *pa, const void *pb)
 
 void diag_flush(lwl_diag *d)
 {
-    qsort(d->held, d->nheld, sizeof *d->held, entry_cmp);
+    if (d->nheld)   /* qsort's array must not be NULL, even when empty */
+        qsort(d->held, d->nheld, sizeof *d->held, entry_cmp);
     for (size_t i = 0; i < d->nheld; i++) {
         fwrite(d->held[i].text, 1, d->held[i].len, d->out);
         free(d->held[i].text);

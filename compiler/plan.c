@@ -160,9 +160,11 @@ static void add_mlp(lwl_plan *p, lwl_pmlp *m, const char *name, int in, int hidd
 static int plan_supported(const lwl_spec *s, lwl_diag *d)
 {
     int before = d->errors;
-    if (s->augment.semantics == SEM_FLOAT)
-        diag_error(d, (lwl_loc){ s->src, 0, 0, 0, 0 },
-                   "semantics float is not implemented yet; use semantics pil");
+    if (s->augment.semantics == SEM_FLOAT) {
+        lwl_loc at = s->augment.semantics_loc.src ? s->augment.semantics_loc
+                     : (lwl_loc){ s->src, 0, 0, 0, 0 };
+        diag_error(d, at, "semantics float is not implemented yet; use semantics pil");
+    }
     for (int v = 0; v < 2; v++)
         for (int i = 1; i < s->augment.view[v].nops; i++)
             if (s->augment.view[v].ops[i].kind == OP_RESIZED_CROP)

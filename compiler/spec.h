@@ -49,7 +49,7 @@ typedef enum { VOTE_MAJORITY, VOTE_WEIGHTED } lwl_vote;
 
 typedef struct lwl_spec {
     char *name;
-    const lwl_source *src;          /* the top file */
+    const lwl_source *src;          /* the file named, not its bases */
 
     struct {
         char *root;                 /* resolved path */
@@ -64,6 +64,7 @@ typedef struct lwl_spec {
     struct {
         int size;
         lwl_semantics semantics;
+        lwl_loc semantics_loc;      /* its value in the spec, for later passes' errors */
         lwl_view view[2];
         double mean[3], std[3];
     } augment;

@@ -11,7 +11,8 @@ Each tests/golden/cases/*.case file holds one or more cases:
     --- stderr
     <the exact diagnostics expected>
 
-`--- stdout` may follow as well. The spec is written as case.lwl in a scratch
+`--- stdout` may follow as well. Bytes that are not UTF-8 are kept as they are (a
+case may hold a raw 0xe9 to test the lexer). The spec is written as case.lwl in a scratch
 directory that also holds base.lwl (a valid complete spec to `use`), and lwlc
 runs there, so file names in diagnostics are stable.
 """
@@ -26,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def parse_cases(path):
     cases, cur, section = [], None, None
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             if line.startswith("=== "):
                 cur = {"name": line[4:].strip(), "args": "--check", "exit": "1",
@@ -53,7 +54,7 @@ def parse_cases(path):
     for c in cases:
         for key in ("spec", "stderr", "stdout"):
             if c[key]:
-                c[key] = c[key].rstrip("\n") + "\n"
+                c[key] = c[key].rstrip("\n") + "\n" if c[key].strip("\n") else ""
         for name in c["files"]:
             c["files"][name] = c["files"][name].rstrip("\n") + "\n"
     return cases
@@ -73,12 +74,15 @@ def main():
             shutil.copy(os.path.join(HERE, "base.lwl"), tmp)
             for name, text in c["files"].items():
                 os.makedirs(os.path.dirname(os.path.join(tmp, name)) or tmp, exist_ok=True)
-                with open(os.path.join(tmp, name), "w", encoding="utf-8") as out:
+                with open(os.path.join(tmp, name), "w", encoding="utf-8",
+                          errors="surrogateescape") as out:
                     out.write(text)
-            with open(os.path.join(tmp, "case.lwl"), "w", encoding="utf-8") as out:
+            with open(os.path.join(tmp, "case.lwl"), "w", encoding="utf-8",
+                      errors="surrogateescape") as out:
                 out.write(c["spec"])
             args = [lwlc] + c["args"].split() + ["case.lwl"]
-            r = subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=30)
+            r = subprocess.run(args, cwd=tmp, capture_output=True, encoding="utf-8",
+                               errors="surrogateescape", timeout=30)
             problems = []
             if str(r.returncode) != c["exit"]:
                 problems.append(f"exit {r.returncode}, expected {c['exit']}")

@@ -13,7 +13,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image, ImageFilter, ImageOps
 
-from common import ROOT, BUILD, PHOTOS, Tap
+from common import ROOT, BUILD, PHOTOS, Tap, tool
 
 LEWELB = os.path.join(ROOT, BUILD, "lwl-lewelb")
 JITTER = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast,
@@ -22,7 +22,8 @@ JITTER = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast,
 
 def make_data(root):
     """Photographs in several encodings and shapes: as they are, PNG, progressive, gray,
-    4:4:4, a 1000x10 strip (the crop's fallback) and a small image (upscaling crops)."""
+    4:4:4, CMYK and YCCK (Adobe), a 1000x10 strip (the crop's fallback) and a small image
+    (upscaling crops)."""
     srcs = {n: Image.open(os.path.join(PHOTOS, n + ".jpg")).convert("RGB")
             for n in ("bird", "cat", "dog")}
     for c in ("a", "b", "c"):
@@ -38,6 +39,8 @@ def make_data(root):
     srcs["cat"].save(os.path.join(root, "c", "s444.jpg"), quality=95, subsampling=0)
     srcs["bird"].resize((1000, 10)).save(os.path.join(root, "c", "strip.jpg"), quality=90)
     srcs["dog"].resize((40, 30)).save(os.path.join(root, "c", "small.jpg"), quality=90)
+    srcs["cat"].convert("CMYK").save(os.path.join(root, "b", "cmyk.jpg"), quality=90)
+    tool("encode_ycck", os.path.join(PHOTOS, "dog.jpg"), os.path.join(root, "c", "ycck.jpg"))
 
 
 def replay(img, ops, size):

@@ -2,7 +2,8 @@
 # The generated training program on real images (a small Fashion-MNIST tree):
 # one step against the PyTorch reference for several specs (stems, backbones,
 # heads, targets, optimisers, BN groups), exact resume, features against
-# torchvision loading backbone.safetensors, and the loss going down.
+# torchvision loading backbone.safetensors, the loss going down, and the scan
+# and bench phases on a tree with broken files.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/t/tap.sh
 root=$PWD
@@ -101,4 +102,37 @@ l = [x["loss"] for x in l if "loss" in x]
 first, last = sum(l[:5]) / 5, sum(l[-5:]) / 5
 print(f"first 5: {first:.4f}, last 5: {last:.4f}")
 sys.exit(0 if len(l) == 40 and last < first else 1)'
+
+# scan and bench on a tree with a file that is no image and a truncated JPEG.
+mkdir -p scan_data/a scan_data/b
+for i in 1 2 3 4 5; do
+    cp "$root/examples/images/cat.jpg" "scan_data/a/c$i.jpg"
+    cp "$root/examples/images/dog.jpg" "scan_data/b/d$i.jpg"
+done
+head -c 20000 "$root/examples/images/bird.jpg" > scan_data/a/truncated.jpg
+echo "not an image" > scan_data/b/notes.jpg
+log=$(./base --data scan_data --out scanrun --threads 2 scan 2>&1)
+is "$?" 0 "scan: a tree with a broken and a truncated file scans (exit 0)"
+ok "scan.json: counts per split, the broken file by name and reason, the truncated one warned" \
+    "$PY" -c '
+import json
+s = json.load(open("scanrun/scan.json"))
+sp = s["splits"]
+assert s["classes"] == 2, s
+assert sum(v["files"] for v in sp.values()) == 12, sp
+assert all(v["readable"] + v["unreadable"] == v["files"] for v in sp.values()), sp
+assert sum(v["unreadable"] for v in sp.values()) == 1, sp
+[u] = s["unreadable"]
+assert u["file"] == "b/notes.jpg" and "not a JPEG or PNG" in u["reason"], u
+[w] = s["warnings"]
+assert w["file"] == "a/truncated.jpg" and "Premature end" in w["reason"], w'
+is "$(grep -c 'notes.jpg: unreadable' <<<"$log")" 1 "scan: the log names the broken file once"
+./base --quiet --data scan_data --out benchrun --threads 2 bench >/dev/null 2>&1
+ok "bench.json: data and step figures present and positive" "$PY" -c '
+import json
+b = json.load(open("benchrun/bench.json"))
+assert b["data"]["threads"] == 2 and b["data"]["img_per_s"] > 0, b
+for k in ("batch", "threads", "ms", "best_ms", "img_per_s", "peak_rss_mib"):
+    assert b["step"][k] > 0, (k, b)
+assert b["step"]["best_ms"] <= b["step"]["ms"], b'
 finish

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The views phase of the study's real programs (lewel_b at 224 px, and the
 # halved-probability and single-transform experiments), every view replayed
-# from params.jsonl through torchvision/PIL.
+# from params.jsonl through torchvision/PIL, and each transform firing as
+# often as its p says.
 cd "$(dirname "$0")/../.." || exit 1
 root=$PWD
 LWLC=$(readlink -f "${LWLC:-${B:-build}/lwlc}")
@@ -20,7 +21,8 @@ for spec in lewel_b baseline_half solarize; do
     printf 'use "%s"\nname "%s"\ndata { classes "classes.txt" }\n' "$root/specs/$spec.lwl" \
         "$spec" > "$tmp/$spec.lwl"
     "$LWLC" --target cpu -o "$tmp/$spec" --emit-dir "$tmp/gen_$spec" "$tmp/$spec.lwl" 2>/dev/null
-    out=$(cd tests/oracle && "$PY" program_views.py "$tmp/$spec" 224 0,1 2>&1)
+    "$LWLC" --print "$tmp/$spec.lwl" > "$tmp/$spec.printed" 2>/dev/null
+    out=$(cd tests/oracle && "$PY" program_views.py "$tmp/$spec" 224 0,1 "$tmp/$spec.printed" 2>&1)
     if [ $? -ne 0 ] && ! grep -q '^not ok' <<<"$out"; then
         out="not ok 1 - program_views.py failed: $(tail -n 1 <<<"$out")"
     fi
