@@ -64,8 +64,9 @@ int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const fl
 /* ---- the GPUs of a data-parallel run (NCCL), one rank per GPU */
 
 /* Joins the NCCL communicator of `world` ranks as rank `rank`: rank 0 makes the id and
- * hands it to the others through MPI when the run has MPI (lwl_comm), else through the
- * file `idfile` (written to a temporary name and renamed; the others wait for it). */
+ * hands it to the others through MPI when the run has MPI (lwl_comm), over TCP for
+ * torchrun's ranks (lwl_comm_tcp_share), else through the file `idfile` (written to a
+ * temporary name and renamed; the others wait for it). */
 int lwl_gcomm_init(int rank, int world, const char *idfile);
 /* In-place sums over the ranks of device buffers, on the step's stream. 0 or -1. */
 int lwl_gcomm_sum_f(float *dev, size_t n);

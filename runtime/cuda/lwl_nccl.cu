@@ -1,6 +1,6 @@
 /* The GPUs of a data-parallel run through NCCL (lwl_gpu.h): the communicator's id goes
- * from rank 0 to the others through MPI when the ranks run under it, else through a
- * run-specific file; sums run on the step's stream. */
+ * from rank 0 to the others through MPI when the ranks run under it, over TCP for
+ * torchrun's ranks, else through a run-specific file; sums run on the step's stream. */
 #include "lwl_gpu.h"
 
 #include <errno.h>
@@ -64,9 +64,16 @@ int lwl_gcomm_init(int rank, int world, const char *idfile)
     memset(&id, 0, sizeof id);
     if (rank == 0)
         NCCL_CK(ncclGetUniqueId(&id));
-    if (lwl_comm_world() == world) {
+    if (lwl_comm_mpi() && lwl_comm_world() == world) {
         if (lwl_comm_bcast_bytes(&id, sizeof id))
             return lwl_cuda_fail(__FILE__, __LINE__, "MPI", "broadcast failed", "NCCL id");
+    } else if (!strcmp(lwl_comm_ranks()->launcher, "torchrun") && lwl_comm_world() == world) {
+        char *err = NULL;
+        if (lwl_comm_tcp_share(&id, sizeof id, &err)) {
+            lwl_cuda_fail(__FILE__, __LINE__, "TCP", err ? err : "failed", "NCCL id");
+            free(err);
+            return -1;
+        }
     } else if (!idfile || id_by_file(rank, idfile, &id)) {
         return idfile ? -1 : lwl_cuda_fail(__FILE__, __LINE__, "NCCL", "no way to share the id",
                                            "lwl_gcomm_init");
