@@ -1034,7 +1034,7 @@ static void emit_ranks(emitter *e, const lwl_plan *p)
 
 int emit_net_cu(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
     gpu_plan g;
     memset(&g, 0, sizeof g);
     make_plan(p, &g);

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +26,9 @@
 
 static lwl_ranks ranks = { 0, 1, 0, 1, "none" };
 static int mpi_on;
+#ifdef LWL_HAVE_MPI
+static MPI_Comm grad_comm = MPI_COMM_NULL;   /* the gradient buckets' own */
+#endif
 
 /* The integer value of environment variable `name`, or -1 when unset or not a number. */
 static int env_int(const char *name)
@@ -157,6 +161,10 @@ int lwl_comm_init(int *argc, char ***argv, char **err)
                    env.rank, env.world);
         return -1;
     }
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &grad_comm) != MPI_SUCCESS) {
+        *err = msg("MPI_Comm_dup failed (rank %d of %d)", rank, size);
+        return -1;
+    }
     return 0;
 #else
     (void)argc;
@@ -263,6 +271,130 @@ static int bcast(void *v, size_t n, MPI_Datatype t, size_t size)
     }
     return 0;
 }
+
+/* ---- the gradients' sums in buckets (lwl_comm_sum_start): each a small state machine,
+ * moved on by MPI_Test whenever a bucket starts and while the step waits for them. On its
+ * own communicator, tagged by the bucket's number in the step. */
+
+enum { SUM_RECV, SUM_SEND, SUM_BACK, SUM_DONE };
+
+typedef struct sum_op {
+    float *v;
+    int n, stage;
+    int from;               /* rank 0: the rank whose bucket it receives now */
+    float *tmp;             /* rank 0: that bucket (kept from step to step) */
+    size_t cap;
+    MPI_Request *q;         /* rank 0: one per rank sending back; the others: q[0] */
+} sum_op;
+
+static sum_op *ops;
+static int nops, capops;
+
+static int sum_fail(const sum_op *o, int rc, const char *what)
+{
+    char text[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    if (rc != MPI_SUCCESS)
+        MPI_Error_string(rc, text, &len);
+    fprintf(stderr, "rank %d: the gradients' sum over the ranks failed (bucket %d, %s)%s%s\n",
+            ranks.rank, (int)(o - ops), what, len ? ": " : "", text);
+    return -1;
+}
+
+/* Posts what bucket o waits for next: rank 0 a receive from o->from or, after the last,
+ * the sends back; the others the receive of the sum once their send is done. */
+static int sum_post(sum_op *o)
+{
+    int tag = (int)(o - ops), rc;
+    if (ranks.rank != 0) {
+        rc = MPI_Irecv(o->v, o->n, MPI_FLOAT, 0, tag, grad_comm, &o->q[0]);
+        o->stage = SUM_BACK;
+        return rc == MPI_SUCCESS ? 0 : sum_fail(o, rc, "receiving the sum");
+    }
+    if (o->from < ranks.world) {
+        rc = MPI_Irecv(o->tmp, o->n, MPI_FLOAT, o->from, tag, grad_comm, &o->q[0]);
+        return rc == MPI_SUCCESS ? 0 : sum_fail(o, rc, "receiving a rank's bucket");
+    }
+    for (int k = 1; k < ranks.world; k++)
+        if ((rc = MPI_Isend(o->v, o->n, MPI_FLOAT, k, tag, grad_comm, &o->q[k - 1])) !=
+            MPI_SUCCESS)
+            return sum_fail(o, rc, "sending the sum back");
+    o->stage = SUM_SEND;
+    return 0;
+}
+
+/* Moves bucket o on as far as it goes without waiting. */
+static int sum_poll(sum_op *o)
+{
+    for (;;) {
+        int done = 0, rc;
+        if (o->stage == SUM_DONE)
+            return 0;
+        if (ranks.rank == 0 && o->stage == SUM_SEND)
+            rc = MPI_Testall(ranks.world - 1, o->q, &done, MPI_STATUSES_IGNORE);
+        else
+            rc = MPI_Test(&o->q[0], &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return sum_fail(o, rc, "waiting");
+        if (!done)
+            return 0;
+        if (o->stage == SUM_SEND && ranks.rank != 0) {
+            if (sum_post(o))
+                return -1;
+        } else if (o->stage == SUM_RECV) {
+            add_piece(o->v, o->tmp, o->n, MPI_FLOAT);
+            o->from++;
+            if (sum_post(o))
+                return -1;
+        } else {
+            o->stage = SUM_DONE;
+        }
+    }
+}
+
+static int sum_poll_all(void)
+{
+    for (int i = 0; i < nops; i++)
+        if (sum_poll(&ops[i]))
+            return -1;
+    return 0;
+}
+
+/* Bucket nops: its buffers, then its first message. */
+static int sum_begin(float *v, size_t n)
+{
+    if (nops == capops) {
+        int cap = capops ? 2 * capops : 16;
+        sum_op *g = cap <= 32768 ? realloc(ops, cap * sizeof *g) : NULL;  /* tags < 32768 */
+        if (!g) {
+            fprintf(stderr, "rank %d: no room for gradient bucket %d\n", ranks.rank, nops);
+            return -1;
+        }
+        memset(g + capops, 0, (cap - capops) * sizeof *g);
+        ops = g;
+        capops = cap;
+    }
+    sum_op *o = &ops[nops++];
+    o->v = v;
+    o->n = (int)n;
+    o->from = 1;
+    if (!o->q && !(o->q = malloc(ranks.world * sizeof *o->q)))
+        return sum_fail(o, MPI_SUCCESS, "out of memory");
+    if (ranks.rank != 0) {
+        o->stage = SUM_SEND;
+        int rc = MPI_Isend(v, o->n, MPI_FLOAT, 0, (int)(o - ops), grad_comm, &o->q[0]);
+        return rc == MPI_SUCCESS ? 0 : sum_fail(o, rc, "sending the bucket");
+    }
+    if (o->cap < n) {
+        free(o->tmp);
+        o->cap = 0;
+        if (!(o->tmp = malloc(n * sizeof *o->tmp)))
+            return sum_fail(o, MPI_SUCCESS, "out of memory");
+        o->cap = n;
+    }
+    o->stage = SUM_RECV;
+    return sum_post(o);
+}
 #endif
 
 int lwl_comm_sum_d(double *v, size_t n)
@@ -318,6 +450,39 @@ int lwl_comm_bcast_bytes(void *v, size_t n)
 #endif
     (void)v;
     (void)n;
+    return 0;
+}
+
+int lwl_comm_sum_start(float *v, size_t n)
+{
+#ifdef LWL_HAVE_MPI
+    if (mpi_on) {
+        if (n > (size_t)INT_MAX) {
+            fprintf(stderr, "rank %d: a gradient bucket of %zu floats is too large\n",
+                    ranks.rank, n);
+            return -1;
+        }
+        return sum_begin(v, n) || sum_poll_all() ? -1 : 0;
+    }
+#endif
+    (void)v;
+    (void)n;
+    return 0;
+}
+
+int lwl_comm_sum_wait(void)
+{
+#ifdef LWL_HAVE_MPI
+    struct timespec nap = { 0, 200000 };
+    for (int i = 0; i < nops; i++)
+        while (ops[i].stage != SUM_DONE) {
+            if (sum_poll(&ops[i]))
+                return -1;
+            if (ops[i].stage != SUM_DONE)
+                nanosleep(&nap, NULL);
+        }
+    nops = 0;
+#endif
     return 0;
 }
 
@@ -596,6 +761,15 @@ void lwl_comm_abort(int code)
 void lwl_comm_finalize(void)
 {
 #ifdef LWL_HAVE_MPI
+    for (int i = 0; i < capops; i++) {
+        free(ops[i].q);
+        free(ops[i].tmp);
+    }
+    free(ops);
+    ops = NULL;
+    nops = capops = 0;
+    if (grad_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&grad_comm);
     if (mpi_on)
         MPI_Finalize();
     mpi_on = 0;

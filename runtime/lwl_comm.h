@@ -47,6 +47,15 @@ int lwl_comm_mean_f(float *v, size_t n);
 /* Rank 0's n floats (or doubles, or bytes) to every rank. */
 int lwl_comm_bcast_f(float *v, size_t n);
 int lwl_comm_bcast_bytes(void *v, size_t n);
+/* The gradients' sum over the ranks in buckets, overlapping the backward pass: starts
+ * the in-place sum of v[0..n) (n below 2^31) without waiting for it, with the bits of
+ * lwl_comm_sum_f (rank 0 adds every other rank's bucket in rank order, then sends the sum
+ * back), and moves the sums started before on. v stays the caller's until
+ * lwl_comm_sum_wait. Every rank starts the same buckets in the same order. 0 or -1 (a
+ * message on stderr); nothing to do in one process. */
+int lwl_comm_sum_start(float *v, size_t n);
+/* Waits for every sum started, sleeping between polls. 0 or -1. */
+int lwl_comm_sum_wait(void);
 /* The largest of v over ranks (for agreeing on a status). */
 int lwl_comm_max_i(int *v);
 int lwl_comm_barrier(void);
