@@ -71,6 +71,12 @@ int lwl_gcomm_init(int rank, int world, const char *idfile);
 /* In-place sums over the ranks of device buffers, on the step's stream. 0 or -1. */
 int lwl_gcomm_sum_f(float *dev, size_t n);
 int lwl_gcomm_sum_d(double *dev, size_t n);
+/* The gradients' sum over the ranks in buckets, overlapping the backward pass: the bucket
+ * dev[0..n) is summed in place on a stream of its own once the step's stream has made it
+ * (an event), while the step's stream goes on; the step's stream waits for every bucket
+ * started at lwl_gcomm_sum_wait (before the optimiser). 0 or -1. */
+int lwl_gcomm_sum_start(float *dev, size_t n);
+int lwl_gcomm_sum_wait(void);
 /* Rank 0's device buffer to every rank. */
 int lwl_gcomm_bcast(void *dev, size_t bytes);
 void lwl_gcomm_free(void);

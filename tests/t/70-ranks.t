@@ -2,7 +2,8 @@
 # Data-parallel training on CPU ranks: a `gpus 2` spec run as one process and as
 # `mpirun -np 2` computes the same bits (norm batch and norm sync), norm sync's
 # statistics are the full batch's, a resumed 2-rank run reproduces the
-# uninterrupted one, and a failing rank stops every rank, named.
+# uninterrupted one, and a failing rank stops every rank, named. On the emulated GPU
+# (tests/emu/), the GPU program's 2 ranks under mpirun follow its one process.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/t/tap.sh
 root=$PWD
@@ -98,4 +99,32 @@ err=$(timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 ./r_batch --qu
       --data data --out three --threads 1 --steps 1 pretrain 2>&1)
 is "$(grep -c 'train.gpus 2 is not divisible by them; start 2 ranks' <<<"$err")" 3 \
     "3 ranks of a gpus 2 spec: each says why, and start 2 ranks"
+
+# The GPU program on the emulated GPU (one per rank, NCCL's collectives through MPI): its 2
+# ranks follow its one process within float rounding (the emulated convolutions sum each
+# rank's images in double, then the ranks' float sums add), with both norms. 16 pixels keep
+# the emulation short.
+if [ -f "$root/${B:-build}/emu/lwl_gpu_emu.o" ]; then
+    for norm in batch sync; do
+        LWLC_GPU_EMULATE=1 "$LWLC" -o "g_$norm" --emit-dir "geng_$norm" -D train.gpus=2 \
+            -D augment.size=16 -D "model.norm=$norm" "$root/tests/specs/tiny.lwl" 2>/dev/null
+        ./"g_$norm" --quiet --data data --out "gone_$norm" --device cuda --threads 1 --steps 2 \
+            pretrain
+        "${MPI[@]}" ./"g_$norm" --quiet --data data --out "gtwo_$norm" --device cuda \
+            --threads 1 --steps 2 pretrain
+        ok "emulated GPU, norm $norm: 2 steps of 2 ranks against 1 process: losses within 1e-6" \
+            "$PY" -c '
+import json, sys
+l = [[json.loads(x)["loss"] for x in open(p)] for p in sys.argv[1:]]
+worst = max(abs(a - b) / abs(a) for a, b in zip(*l)) if l[0] else 1
+print(f"largest relative difference {worst:.3g}")
+sys.exit(0 if len(l[0]) == len(l[1]) == 2 and worst <= 1e-6 else 1)' \
+            "gone_$norm/metrics.jsonl" "gtwo_$norm/metrics.jsonl"
+        ok "... and the checkpoints within 1e-5 (weights, statistics, target, momentum)" \
+            "$PY" "$root/tests/oracle/ckpt_close.py" "gone_$norm/checkpoint.safetensors" \
+            "gtwo_$norm/checkpoint.safetensors" 1e-5
+    done
+else
+    echo "# no ${B:-build}/emu/lwl_gpu_emu.o: the emulated GPU's ranks not checked"
+fi
 finish
