@@ -1060,6 +1060,13 @@ static void *watch_children(void *arg)
             k++;
         if (k < nchildren)
             children[k] = -1;
+        if (WIFSIGNALED(status)) {
+            int sig = WTERMSIG(status);
+            fprintf(stderr, "rank %d of %d failed (killed by signal %d, %s): stopping every "
+                    "rank\n", k + 1, nchildren + 1, sig, strsignal(sig));
+            stop_children();
+            _exit(1);
+        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "rank %d of %d failed (exit %d): stopping every rank\n", k + 1,
                     nchildren + 1, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
