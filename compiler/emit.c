@@ -140,3 +140,109 @@ int emit_c(const lwl_plan *p, const char *dir, lwl_diag *d)
         return -1;
     return 0;
 }
+
+/* The backward's order of the head's MLPs: predictor, predictor_obj, proj_obj, proj. */
+static const int bwd_mlps[4] = { 2, 3, 1, 0 };
+
+/* Marks tensor t's gradient final; returns the lowest tensor index from which every
+ * gradient up to the last is final (top: the one before). */
+static int mark_final(unsigned char *done, int t, int top)
+{
+    if (t >= 0)
+        done[t] = 1;
+    while (top > 0 && done[top - 1])
+        top--;
+    return top;
+}
+
+/* After one backward step has made tensors ts: cuts a bucket when the span since the last
+ * cut is big enough, or reaches the first tensor. Returns its index, or -1. */
+static int cut_bucket(const lwl_plan *p, emit_buckets *b, unsigned char *done, const int *ts,
+                      int nts, int *top, size_t *hi)
+{
+    for (int i = 0; i < nts; i++)
+        *top = mark_final(done, ts[i], *top);
+    size_t lo = *top < p->nparams ? p->params[*top].off : p->param_floats;
+    if (lo == *hi || ((*hi - lo) * sizeof(float) < EMIT_BUCKET_BYTES && *top > 0))
+        return -1;
+    emit_bucket *k = &b->v[b->n];
+    int last = b->n ? b->v[b->n - 1].first - 1 : p->nparams - 1;
+    *k = (emit_bucket){ lo, *hi - lo, *top, last };
+    *hi = lo;
+    return b->n++;
+}
+
+int emit_buckets_make(const lwl_plan *p, emit_buckets *b)
+{
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < 4; i++)
+        b->after_mlp[i] = -1;
+    b->after_conv = malloc(sizeof(int) * (size_t)(p->nconvs ? p->nconvs : 1));
+    if (!b->after_conv)
+        return -1;
+    for (int i = 0; i < p->nconvs; i++)
+        b->after_conv[i] = -1;
+    if (p->spec->train.gpus < 2)
+        return 0;
+    unsigned char *done = calloc((size_t)p->nparams + 1, 1);
+    b->v = calloc((size_t)p->nparams + 1, sizeof *b->v);
+    if (!done || !b->v) {
+        free(done);
+        return -1;
+    }
+    int top = p->nparams;
+    size_t hi = p->param_floats;
+    for (int j = 0; j < 4; j++) {
+        const lwl_pmlp *m = emit_mlp(p, bwd_mlps[j]);
+        if (!m->rows)
+            continue;
+        int ts[4] = { m->w0, m->gamma, m->beta, m->w3 };
+        b->after_mlp[bwd_mlps[j]] = cut_bucket(p, b, done, ts, 4, &top, &hi);
+    }
+    for (int k = p->nblocks - 1; k >= 0; k--) {
+        const lwl_pblock *bl = &p->blocks[k];
+        int order[4], n = 0;
+        for (int j = bl->nconv - 1; j >= 0; j--)
+            order[n++] = bl->conv[j];
+        if (bl->down >= 0)
+            order[n++] = bl->down;
+        for (int j = 0; j < n; j++) {
+            const lwl_pconv *c = &p->convs[order[j]];
+            int ts[3] = { c->weight, c->gamma, c->beta };
+            b->after_conv[order[j]] = cut_bucket(p, b, done, ts, 3, &top, &hi);
+        }
+    }
+    const lwl_pconv *stem = &p->convs[0];
+    int ts[3] = { stem->weight, stem->gamma, stem->beta };
+    b->after_conv[0] = cut_bucket(p, b, done, ts, 3, &top, &hi);
+    free(done);
+    return top == 0 && hi == 0 ? 0 : -1;
+}
+
+void emit_buckets_free(emit_buckets *b)
+{
+    free(b->v);
+    free(b->after_conv);
+    memset(b, 0, sizeof *b);
+}
+
+void emit_bucket_start(emitter *e, int k, const char *guard, int gpu)
+{
+    if (k < 0 || !e->bk)
+        return;
+    const emit_bucket *bk = &e->bk->v[k];
+    const lwl_plan *p = e->p;
+    emit_line(e, "    /* gradient bucket %d of %d complete: %s .. %s", k + 1, e->bk->n,
+              p->params[bk->first].name, p->params[bk->last].name);
+    emit_line(e, "     * (%.1f MiB); its sum over the ranks starts */", bk->n * 4.0 / (1 << 20));
+    if (gpu && guard) {
+        emit_line(e, "    if (%s)", guard);
+        emit_line(e, "        CK(grads_bucket(%zuu, %zuu));", bk->lo, bk->n);
+    } else if (gpu) {
+        emit_line(e, "    CK(grads_bucket(%zuu, %zuu));", bk->lo, bk->n);
+    } else {
+        emit_line(e, "    if (%s%sgrads_bucket(%zuu, %zuu))", guard ? guard : "",
+                  guard ? " && " : "", bk->lo, bk->n);
+        emit_line(e, "        return -1;");
+    }
+}

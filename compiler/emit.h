@@ -7,10 +7,13 @@
 
 #include "plan.h"
 
+struct emit_buckets;
+
 typedef struct emitter {
     FILE *f;
     const lwl_plan *p;
     int failed;             /* a write failed */
+    const struct emit_buckets *bk;  /* net.c and net.cu: the step's gradient buckets */
 } emitter;
 
 void emit_line(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -41,6 +44,33 @@ size_t emit_stats_floats(const lwl_plan *p);
 size_t emit_stats_off(const lwl_plan *p, int conv);
 const lwl_pmlp *emit_mlp(const lwl_plan *p, int i);
 extern const char *const emit_mlp_slot[4];
+/* The gradient buckets of a data-parallel step (train.gpus above 1): the sum over the
+ * ranks of the gradients goes in buckets that start while the backward pass goes on, as
+ * PyTorch DDP's. A bucket is a span GRADS [lo, lo + n) of whole tensors, complete when the
+ * last view's backward has made every gradient in it: the buckets follow the backward's
+ * order (the head's MLPs, then the backbone from layer4 to the stem), each cut at the first
+ * point where it holds EMIT_BUCKET_BYTES (DDP's 25 MiB) or more, the last one smaller. */
+#define EMIT_BUCKET_BYTES ((size_t)25 << 20)
+
+typedef struct emit_bucket {
+    size_t lo, n;           /* floats */
+    int first, last;        /* its parameter tensors, first .. last */
+} emit_bucket;
+
+typedef struct emit_buckets {
+    emit_bucket *v;
+    int n;                  /* 0 for one GPU */
+    int *after_conv;        /* per conv: the bucket complete after its backward, or -1 */
+    int after_mlp[4];       /* the same per head MLP (emit_mlp's numbering) */
+} emit_buckets;
+
+/* 0, or -1 (out of memory, or a parameter no backward step makes). */
+int emit_buckets_make(const lwl_plan *p, emit_buckets *b);
+void emit_buckets_free(emit_buckets *b);
+/* Bucket k (-1: none) is complete here: the call that starts its sum, under `guard` (a
+ * C condition, or NULL). gpu: net.cu's CK form, else net.c's. */
+void emit_bucket_start(emitter *e, int k, const char *guard, int gpu);
+
 /* `file:line` of a spec location without directories, for comments. */
 const char *emit_where(const lwl_loc *loc);
 

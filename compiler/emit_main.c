@@ -32,7 +32,7 @@ static void c_string(emitter *e, const char *s, const char *indent)
 
 int emit_main_c(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
     const lwl_spec *s = p->spec;
     static const char *const bb[] = { "resnet18", "resnet50" }, *const stem[] = { "imagenet",
         "small" }, *const head[] = { "lewel_b", "byol" }, *const tgt[] = { "eman", "ema" },

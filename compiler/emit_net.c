@@ -130,7 +130,7 @@ static void tensor_table(emitter *e, const char *name, const lwl_ptensor *t, int
 
 int emit_plan_h(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
     arena_plan a = { 0 };
     make_arena(p, &a);
     L("/* The memory plan of experiment '%s': every shape and offset fixed for", p->name);
@@ -328,6 +328,7 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
       p->params[c->beta].off);
     L("    CK(conv_bwd_weights(%d, %s, %s, GRADS + %zuu, %zuu));", i, act(p, a, c->in), tmp,
       p->params[c->weight].off, p->params[c->weight].numel);
+    emit_bucket_start(e, e->bk->after_conv[i], "last", 0);
     if (dx)
         L("    CK(conv_bwd_data(%d, %s, PARAMS + %zuu, %s));", i, tmp,
           p->params[c->weight].off, dx);
@@ -392,8 +393,14 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p)
 {
     static const char *const S[4] = { "S0", "S1", "S2", "S3" };
     L("/* The backbone's backward for one view: S0 holds d(layer4 output); weight");
-    L(" * and BN gradients accumulate into GRADS. Buffers rotate over S0..S3. */");
-    L("static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)");
+    L(" * and BN gradients accumulate into GRADS. Buffers rotate over S0..S3.%s",
+      e->bk->n ? "" : " */");
+    if (e->bk->n) {
+        L(" * last: the step's last view, whose backward makes the gradients final: each");
+        L(" * bucket's sum over the ranks starts as soon as the bucket is complete. */");
+    }
+    L("static int backbone_bwd(const float *a, const float *st, lwl_pool *pool%s)",
+      e->bk->n ? ", int last" : "");
     L("{");
     L("    (void)pool;");
     int x = 0;  /* the scratch holding d(block output) */
@@ -586,12 +593,15 @@ static void emit_head(emitter *e, const lwl_plan *p)
         snprintf(x, sizeof x, "%sZG", pre);
         snprintf(dy, sizeof dy, "%sDQG", pre);
         mlp_bwd_call(e, p, 2, x, dy, "D_ZG", pre);
+        emit_bucket_start(e, v ? e->bk->after_mlp[2] : -1, NULL, 0);
         if (p->lewel) {
             snprintf(x, sizeof x, "%sZO", pre);
             snprintf(dy, sizeof dy, "%sDQO", pre);
             mlp_bwd_call(e, p, 3, x, dy, "D_ZO", pre);
+            emit_bucket_start(e, v ? e->bk->after_mlp[3] : -1, NULL, 0);
             snprintf(x, sizeof x, "%sO", pre);
             mlp_bwd_call(e, p, 1, x, "D_ZO", "D_O", pre);
+            emit_bucket_start(e, v ? e->bk->after_mlp[1] : -1, NULL, 0);
             L("        CK(head_align_bwd(%sX, %sAM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, "
               "DIM, HEADS));", pre, pre);
         }
@@ -608,6 +618,7 @@ static void emit_head(emitter *e, const lwl_plan *p)
     mlp_bwd_call(e, p, 0, "H1_U", "D_Z", "D_U", "H1_");
     L("    } else {");
     mlp_bwd_call(e, p, 0, "H2_U", "D_Z", "D_U", "H2_");
+    emit_bucket_start(e, e->bk->after_mlp[0], NULL, 0);
     L("    }");
     L("    head_rows_bwd(D_U, D_X, nb, CHANNELS, POSITIONS, %d);", p->lewel);
     L("    CK(lwl_act_from_plain(feat_layout, D_X, S0));");
@@ -683,7 +694,13 @@ static void emit_optimizer(emitter *e, const lwl_plan *p)
 
 int emit_net_c(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
+    emit_buckets bk;
+    if (emit_buckets_make(p, &bk)) {
+        emit_buckets_free(&bk);
+        return -1;
+    }
+    e->bk = &bk;
     const lwl_spec *s = p->spec;
     L("/* The network of experiment '%s': %s (%s stem) with the %s head, its", p->name,
       s->model.backbone == BACKBONE_RESNET50 ? "ResNet-50" : "ResNet-18",
@@ -910,6 +927,20 @@ int emit_net_c(const lwl_plan *p, FILE *f)
 
     emit_backbone_fwd(e, p, 1);
     emit_backbone_fwd(e, p, 0);
+    if (bk.n) {
+        L("/* Gradient bucket GRADS [lo, lo + n), final for this step (the %d buckets of the",
+          bk.n);
+        L(" * step, in the order the backward completes them: lwlc's emit.h): the chunks'");
+        L(" * gradients added in chunk order, then its sum over the ranks in rank order (the");
+        L(" * same sum) started, which net_step waits for. 0, or -1 with a message. */");
+        L("static int grads_bucket(size_t lo, size_t n)");
+        L("{");
+        L("    for (int k = 1; k < nc; k++)");
+        L("        add_into(GRADS + lo, GRADS + (size_t)k * PARAM_FLOATS + lo, n);");
+        L("    return world > 1 ? lwl_comm_sum_start(GRADS + lo, n) : 0;");
+        L("}");
+        L("%s", "");
+    }
     emit_backbone_bwd(e, p);
     emit_cam(e, p);
     emit_head(e, p);
@@ -968,15 +999,14 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    for (int v = 0; v < 2; v++) {");
     L("        const float *a = v ? ACT2 : ACT1;");
     L("        CK(head_bwd(v));");
-    L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));");
+    L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]%s));",
+      e->bk->n ? ", v == 1" : "");
     L("    }");
     L("%s", "");
-    if (s->train.gpus > 1) {
-        L("    /* the chunks' gradients added in chunk order, then over the ranks in rank order");
-        L("     * (the same sum), then their mean */");
-        L("    for (int k = 1; k < nc; k++)");
-        L("        add_into(GRADS, GRADS + (size_t)k * PARAM_FLOATS, PARAM_FLOATS);");
-        L("    if (world > 1 && lwl_comm_sum_f(GRADS, PARAM_FLOATS))");
+    if (e->bk->n) {
+        L("    /* every bucket's sum over the ranks, started during the backward: wait for them,");
+        L("     * then their mean */");
+        L("    if (lwl_comm_sum_wait())");
         L("        return -1;");
         L("    scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);");
     }
@@ -1014,5 +1044,6 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    }");
     L("    return 0;");
     L("}");
+    emit_buckets_free(&bk);
     return e->failed ? -1 : 0;
 }

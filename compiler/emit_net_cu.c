@@ -289,6 +289,7 @@ static void bwd_conv(emitter *e, const lwl_plan *p, const gpu_plan *g, int i, co
     L("    CK(lwl_gconv_bwd_filter(gconv[%d], %s, %s, WS));", i, act(p, "a", c->in), tmp);
     L("    GK_RUN(dw_add, %zuu, WS, GRADS + %zuu, %d, %d);", w->numel, w->off, c->cin,
       c->k * c->k);
+    emit_bucket_start(e, e->bk->after_conv[i], "last", 1);
     if (dx)
         L("    CK(lwl_gconv_bwd_data(gconv[%d], %s, WA + %zuu, %s));", i, tmp, g->wa[i], dx);
 }
@@ -297,8 +298,14 @@ static void emit_backbone_bwd(emitter *e, const lwl_plan *p, const gpu_plan *g)
 {
     static const char *const S[4] = { "S0", "S1", "S2", "S3" };
     L("/* The backbone's backward for one view: S0 holds d(layer4 output); weight and BN");
-    L(" * gradients accumulate into GRADS. Buffers rotate over S0..S3. */");
-    L("static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)");
+    L(" * gradients accumulate into GRADS. Buffers rotate over S0..S3.%s",
+      e->bk->n ? "" : " */");
+    if (e->bk->n) {
+        L(" * last: the step's last view, whose backward makes the gradients final: each");
+        L(" * bucket's sum over the ranks starts as soon as the bucket is complete. */");
+    }
+    L("static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg%s)",
+      e->bk->n ? ", int last" : "");
     L("{");
     int x = 0;
     for (int b = p->nblocks - 1; b >= 0; b--) {
@@ -375,6 +382,8 @@ static void mlp_bwd_call(emitter *e, const lwl_plan *p, int i, const char *x, co
     L("               &sv, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, GRADS + %zuu, D_TMP));",
       p->params[m->w0].off, p->params[m->gamma].off, p->params[m->beta].off,
       p->params[m->w3].off);
+    /* the second view's backward makes the MLP's gradients final */
+    emit_bucket_start(e, !strcmp(pre, "H2_") ? e->bk->after_mlp[i] : -1, NULL, 1);
 }
 
 /* The head of view v (online) or of the target: proj over [pooled, positions], the maps,
@@ -834,12 +843,17 @@ static void emit_step(emitter *e, const lwl_plan *p)
     L("    /* backward */");
     L("    for (int v = 0; v < 2; v++) {");
     L("        CK(head_bwd(v));");
-    L("        CK(backbone_bwd(acts[v], v ? STATS2 : STATS1, v ? ARG2 : ARG1));");
+    L("        CK(backbone_bwd(acts[v], v ? STATS2 : STATS1, v ? ARG2 : ARG1%s));",
+      e->bk->n ? ", v == 1" : "");
     L("    }");
-    L("    if (world > 1) {");
-    L("        CK(lwl_gcomm_sum_f(GRADS, PARAM_FLOATS));");
-    L("        CK(scale_inplace(GRADS, PARAM_FLOATS, 1.0f / world));");
-    L("    }");
+    if (e->bk->n) {
+        L("    /* every bucket summed over the ranks (on the buckets' stream, started during the");
+        L("     * backward) before the step's stream goes on; then the mean */");
+        L("    if (world > 1) {");
+        L("        CK(lwl_gcomm_sum_wait());");
+        L("        CK(scale_inplace(GRADS, PARAM_FLOATS, 1.0f / world));");
+        L("    }");
+    }
     if (fp16) {
         L("    /* fp16: the gradients carry the loss scale; an overflow skips the step */");
         L("    int bad = 0;");
@@ -1034,7 +1048,13 @@ static void emit_ranks(emitter *e, const lwl_plan *p)
 
 int emit_net_cu(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
+    emit_buckets bk;
+    if (emit_buckets_make(p, &bk)) {
+        emit_buckets_free(&bk);
+        return -1;
+    }
+    e->bk = &bk;
     gpu_plan g;
     memset(&g, 0, sizeof g);
     make_plan(p, &g);
@@ -1043,11 +1063,25 @@ int emit_net_cu(const lwl_plan *p, FILE *f)
     emit_casts(e, p, &g);
     emit_backbone_fwd(e, p, &g, 1);
     emit_backbone_fwd(e, p, &g, 0);
+    if (bk.n) {
+        L("/* Gradient bucket GRADS [lo, lo + n), final for this step (the %d buckets of the",
+          bk.n);
+        L(" * step, in the order the backward completes them: lwlc's emit.h): its sum over the");
+        L(" * ranks starts on the buckets' stream once the step's stream has made it. */");
+        L("static int grads_bucket(size_t lo, size_t n)");
+        L("{");
+        L("    if (world > 1)");
+        L("        CK(lwl_gcomm_sum_start(GRADS + lo, n));");
+        L("    return 0;");
+        L("}");
+        L("%s", "");
+    }
     emit_backbone_bwd(e, p, &g);
     emit_head(e, p);
     emit_step(e, p);
     emit_knn(e, p);
     emit_ranks(e, p);
     free_plan(&g);
+    emit_buckets_free(&bk);
     return e->failed ? -1 : 0;
 }

@@ -274,7 +274,7 @@ static void emit_make(emitter *e, const lwl_plan *p, int vi)
 
 int emit_views_c(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
     const lwl_spec *s = p->spec;
     L("/* The two views of experiment '%s', each one routine with the spec's", p->name);
     L(" * transforms in order and their values as literals (semantics pil: uint8");
@@ -450,7 +450,7 @@ static void emit_body(emitter *e, const lwl_plan *p, int vi)
 
 int emit_views_cu(const lwl_plan *p, FILE *f)
 {
-    emitter ev = { f, p, 0 }, *e = &ev;
+    emitter ev = { f, p, 0, NULL }, *e = &ev;
     const char *dtype, *fn, *name;
     int elem;
 

@@ -41,7 +41,8 @@ $(B)/liblwl_cuda.a: $(CUDA_OBJ)
 # The GPU emulated on the host for the tests (tests/emu/): LWLC_GPU_EMULATE=1 lwlc links it.
 CXX ?= c++
 $(B)/emu/lwl_gpu_emu.o: tests/emu/lwl_gpu_emu.cc compiler/tmpl/gpu_kernels.h \
-                        compiler/tmpl/kernels.h runtime/cuda/lwl_gpu.h runtime/cuda/lwl_cuda.h
+                        compiler/tmpl/kernels.h runtime/cuda/lwl_gpu.h runtime/cuda/lwl_cuda.h \
+                        runtime/lwl_comm.h
 	@mkdir -p $(B)/emu
 	$(CXX) -std=c++17 -O2 -Wall -Wextra -Icompiler/tmpl -Iruntime -Iruntime/cuda -c -o $@ $<
 

@@ -1060,6 +1060,13 @@ static void *watch_children(void *arg)
             k++;
         if (k < nchildren)
             children[k] = -1;
+        if (WIFSIGNALED(status)) {
+            int sig = WTERMSIG(status);
+            fprintf(stderr, "rank %d of %d failed (killed by signal %d, %s): stopping every "
+                    "rank\n", k + 1, nchildren + 1, sig, strsignal(sig));
+            stop_children();
+            _exit(1);
+        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "rank %d of %d failed (exit %d): stopping every rank\n", k + 1,
                     nchildren + 1, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
@@ -1168,6 +1175,12 @@ int lwl_main(const lwl_program *p, int argc, char **argv)
     int ngpu = 0;
     if (choose_device(&r, &ngpu) || spawn_ranks(&r, ngpu, argv))
         return 1;
+    if (r.world > 1 && !r.gpu && !lwl_comm_mpi()) {
+        run_fail("started as rank %d of %d by %s, on the CPU: CPU ranks meet through MPI; start "
+                 "them with mpirun -np %d or srun (torchrun's ranks train on GPUs only)", r.rank,
+                 r.world, lwl_comm_ranks()->launcher, r.world);
+        return 1;
+    }
     if (r.world > 1 && p->gpus % r.world) {
         run_fail("%d ranks cannot share this experiment: its train.gpus %d is not divisible "
                  "by them; start %d ranks (one per GPU)", r.world, p->gpus, p->gpus);

@@ -905,10 +905,6 @@ static int step_views(float lr, float ema, int first, double *loss)
         CK(head_bwd(v));
         CK(backbone_bwd(acts[v], v ? STATS2 : STATS1, v ? ARG2 : ARG1));
     }
-    if (world > 1) {
-        CK(lwl_gcomm_sum_f(GRADS, PARAM_FLOATS));
-        CK(scale_inplace(GRADS, PARAM_FLOATS, 1.0f / world));
-    }
     CK(opt_step(&opt, PARAMS, MOMENTUM, GRADS, 1e-06f, 0.001f, 1, lr, 0.9f, first));
 
     /* the target follows: t = m t + (1 - m) o (model.target eman) */

@@ -925,9 +925,21 @@ static int backbone_eval(const act_t *wa, const float *w, const float *run, act_
     return 0;
 }
 
+/* Gradient bucket GRADS [lo, lo + n), final for this step (the 6 buckets of the
+ * step, in the order the backward completes them: lwlc's emit.h): its sum over the
+ * ranks starts on the buckets' stream once the step's stream has made it. */
+static int grads_bucket(size_t lo, size_t n)
+{
+    if (world > 1)
+        CK(lwl_gcomm_sum_start(GRADS + lo, n));
+    return 0;
+}
+
 /* The backbone's backward for one view: S0 holds d(layer4 output); weight and BN
- * gradients accumulate into GRADS. Buffers rotate over S0..S3. */
-static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)
+ * gradients accumulate into GRADS. Buffers rotate over S0..S3.
+ * last: the step's last view, whose backward makes the gradients final: each
+ * bucket's sum over the ranks starts as soon as the bucket is complete. */
+static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg, int last)
 {
 
     /* layer4.2: d through relu(main + shortcut) */
@@ -965,6 +977,10 @@ static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)
                            PARAMS + 17991744u, st + 83712u, st + 84736u, GRADS + 17991744u, GRADS + 17992256u));
     CK(lwl_gconv_bwd_filter(gconv[48], a + 3497066496u, S0, WS));
     GK_RUN(dw_add, 2359296u, WS, GRADS + 15632448u, 512, 9);
+    /* gradient bucket 3 of 6 complete: layer4.1.conv2.weight .. layer4.2.bn3.bias
+     * (30.0 MiB); its sum over the ranks starts */
+    if (last)
+        CK(grads_bucket(15632448u, 7875584u));
     CK(lwl_gconv_bwd_data(gconv[48], S0, WA + 15590592u, S3));
     /* layer4.1.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.1.bn1 + ReLU */
     CK(bn_train_bwd<act_t>(a + 3493855232u, S3, a + 3497066496u, S3, nb, 512, 49, ng,
@@ -999,6 +1015,10 @@ static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)
                            PARAMS + 14578752u, st + 73472u, st + 77568u, GRADS + 14578752u, GRADS + 14580800u));
     CK(lwl_gconv_bwd_filter(gconv[46], a + 3371827200u, S1, WS));
     GK_RUN(dw_add, 2097152u, WS, GRADS + 12481600u, 1024, 1);
+    /* gradient bucket 4 of 6 complete: layer4.0.conv1.weight .. layer4.1.bn1.bias
+     * (27.0 MiB); its sum over the ranks starts */
+    if (last)
+        CK(grads_bucket(8543296u, 7089152u));
     CK(lwl_gconv_bwd_data(gconv[46], S1, WA + 12444864u, S3));
     CK(add_into(S2, S3, (size_t)nb * 200704u));
 
@@ -1137,6 +1157,10 @@ static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)
                            PARAMS + 2955328u, st + 26368u, st + 28416u, GRADS + 2955328u, GRADS + 2956352u));
     CK(lwl_gconv_bwd_filter(gconv[27], a + 2639659008u, S1, WS));
     GK_RUN(dw_add, 524288u, WS, GRADS + 2431040u, 512, 1);
+    /* gradient bucket 5 of 6 complete: layer3.0.conv1.weight .. layer3.5.bn3.bias
+     * (27.1 MiB); its sum over the ranks starts */
+    if (last)
+        CK(grads_bucket(1444928u, 7098368u));
     CK(lwl_gconv_bwd_data(gconv[27], S1, WA + 2417856u, S3));
     CK(add_into(S2, S3, (size_t)nb * 401408u));
 
@@ -1313,6 +1337,10 @@ static int backbone_bwd(const act_t *a, const float *st, const uint8_t *arg)
                            PARAMS + 9408u, st + 0u, st + 128u, GRADS + 9408u, GRADS + 9472u));
     CK(lwl_gconv_bwd_filter(gconv[0], a + 0u, S2, WS));
     GK_RUN(dw_add, 9408u, WS, GRADS + 0u, 3, 49);
+    /* gradient bucket 6 of 6 complete: conv1.weight .. layer2.3.bn3.bias
+     * (5.5 MiB); its sum over the ranks starts */
+    if (last)
+        CK(grads_bucket(0u, 1444928u));
     return 0;
 }
 
@@ -1431,12 +1459,18 @@ static int head_bwd(int v)
     sv = (mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD };
     CK(mlp_bwd(H2_O, D_ZO, D_O, nb * 64, 2048, 4096, 256, ng, PARAMS + 32953408u, PARAMS + 41342016u, PARAMS + 41350208u,
                &sv, GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, D_TMP));
+    /* gradient bucket 1 of 6 complete: proj_obj.0.weight .. predictor_obj.3.weight
+     * (52.1 MiB); its sum over the ranks starts */
+    CK(grads_bucket(32953408u, 13656064u));
     CK(head_align_bwd(H2_U, H2_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     CK(rows_scatter(D_ZG, D_Z, nb, DIM, 50));
     CK(head_maps_bwd(H2_Z, H2_AM, D_AM, D_Z, nb, DIM, POSITIONS));
     sv = (mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD };
     CK(mlp_bwd(H2_U, D_Z, D_U, nb * 50, 2048, 4096, 256, ng, PARAMS + 23508032u, PARAMS + 31896640u, PARAMS + 31904832u,
                &sv, GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, D_TMP));
+    /* gradient bucket 2 of 6 complete: proj.0.weight .. proj.3.weight
+     * (36.0 MiB); its sum over the ranks starts */
+    CK(grads_bucket(23508032u, 9445376u));
     }
     CK(head_rows_bwd(D_U, D_X, S0, nb, CHANNELS, POSITIONS, 1));
     return 0;
@@ -1514,10 +1548,12 @@ static int step_views(float lr, float ema, int first, double *loss)
     /* backward */
     for (int v = 0; v < 2; v++) {
         CK(head_bwd(v));
-        CK(backbone_bwd(acts[v], v ? STATS2 : STATS1, v ? ARG2 : ARG1));
+        CK(backbone_bwd(acts[v], v ? STATS2 : STATS1, v ? ARG2 : ARG1, v == 1));
     }
+    /* every bucket summed over the ranks (on the buckets' stream, started during the
+     * backward) before the step's stream goes on; then the mean */
     if (world > 1) {
-        CK(lwl_gcomm_sum_f(GRADS, PARAM_FLOATS));
+        CK(lwl_gcomm_sum_wait());
         CK(scale_inplace(GRADS, PARAM_FLOATS, 1.0f / world));
     }
     CK(opt_step(&opt, PARAMS, MOMENTUM, GRADS, 1e-06f, 0.001f, 1, lr, 0.9f, first));

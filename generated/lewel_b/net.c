@@ -1116,9 +1116,22 @@ static int backbone_eval(const float *w, const float *run, float *a, int groups,
     return 0;
 }
 
+/* Gradient bucket GRADS [lo, lo + n), final for this step (the 6 buckets of the
+ * step, in the order the backward completes them: lwlc's emit.h): the chunks'
+ * gradients added in chunk order, then its sum over the ranks in rank order (the
+ * same sum) started, which net_step waits for. 0, or -1 with a message. */
+static int grads_bucket(size_t lo, size_t n)
+{
+    for (int k = 1; k < nc; k++)
+        add_into(GRADS + lo, GRADS + (size_t)k * PARAM_FLOATS + lo, n);
+    return world > 1 ? lwl_comm_sum_start(GRADS + lo, n) : 0;
+}
+
 /* The backbone's backward for one view: S0 holds d(layer4 output); weight
- * and BN gradients accumulate into GRADS. Buffers rotate over S0..S3. */
-static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
+ * and BN gradients accumulate into GRADS. Buffers rotate over S0..S3.
+ * last: the step's last view, whose backward makes the gradients final: each
+ * bucket's sum over the ranks starts as soon as the bucket is complete. */
+static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int last)
 {
     (void)pool;
 
@@ -1157,6 +1170,10 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
                  PARAMS + 17991744u, st + 83712u, st + 84736u,
                  GRADS + 17991744u, GRADS + 17992256u, PARAM_FLOATS);
     CK(conv_bwd_weights(48, a + 3497066496u, S0, GRADS + 15632448u, 2359296u));
+    /* gradient bucket 3 of 6 complete: layer4.1.conv2.weight .. layer4.2.bn3.bias
+     * (30.0 MiB); its sum over the ranks starts */
+    if (last && grads_bucket(15632448u, 7875584u))
+        return -1;
     CK(conv_bwd_data(48, S0, PARAMS + 15632448u, S3));
     /* layer4.1.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.1.bn1 + ReLU */
     bn_train_bwd(a + 3493855232u, S3, a + 3497066496u, S3, nb, 512, 49, ng, nc, ACT_BLK(512),
@@ -1191,6 +1208,10 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
                  PARAMS + 14578752u, st + 73472u, st + 77568u,
                  GRADS + 14578752u, GRADS + 14580800u, PARAM_FLOATS);
     CK(conv_bwd_weights(46, a + 3371827200u, S1, GRADS + 12481600u, 2097152u));
+    /* gradient bucket 4 of 6 complete: layer4.0.conv1.weight .. layer4.1.bn1.bias
+     * (27.0 MiB); its sum over the ranks starts */
+    if (last && grads_bucket(8543296u, 7089152u))
+        return -1;
     CK(conv_bwd_data(46, S1, PARAMS + 12481600u, S3));
     add_into(S2, S3, (size_t)nb * 200704u);
 
@@ -1329,6 +1350,10 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
                  PARAMS + 2955328u, st + 26368u, st + 28416u,
                  GRADS + 2955328u, GRADS + 2956352u, PARAM_FLOATS);
     CK(conv_bwd_weights(27, a + 2639659008u, S1, GRADS + 2431040u, 524288u));
+    /* gradient bucket 5 of 6 complete: layer3.0.conv1.weight .. layer3.5.bn3.bias
+     * (27.1 MiB); its sum over the ranks starts */
+    if (last && grads_bucket(1444928u, 7098368u))
+        return -1;
     CK(conv_bwd_data(27, S1, PARAMS + 2431040u, S3));
     add_into(S2, S3, (size_t)nb * 401408u);
 
@@ -1505,6 +1530,10 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
                  PARAMS + 9408u, st + 0u, st + 128u,
                  GRADS + 9408u, GRADS + 9472u, PARAM_FLOATS);
     CK(conv_bwd_weights(0, a + 0u, S2, GRADS + 0u, 9408u));
+    /* gradient bucket 6 of 6 complete: conv1.weight .. layer2.3.bn3.bias
+     * (5.5 MiB); its sum over the ranks starts */
+    if (last && grads_bucket(0u, 1444928u))
+        return -1;
     return 0;
 }
 
@@ -1628,6 +1657,10 @@ static int head_bwd(int v)
                &(mlp_save){ H2_PROJ_OBJ_H1, H2_PROJ_OBJ_H2, H2_PROJ_OBJ_MEAN, H2_PROJ_OBJ_INVSTD },
                GRADS + 32953408u, GRADS + 41342016u, GRADS + 41346112u, GRADS + 41350208u, PARAM_FLOATS,
                D_TMP));
+    /* gradient bucket 1 of 6 complete: proj_obj.0.weight .. predictor_obj.3.weight
+     * (52.1 MiB); its sum over the ranks starts */
+    if (grads_bucket(32953408u, 13656064u))
+        return -1;
         CK(head_align_bwd(H2_X, H2_AM, D_O, D_AM, D_X, nb, CHANNELS, POSITIONS, DIM, HEADS));
     }
     for (int b = 0; b < nb; b++)
@@ -1643,6 +1676,10 @@ static int head_bwd(int v)
                &(mlp_save){ H2_PROJ_H1, H2_PROJ_H2, H2_PROJ_MEAN, H2_PROJ_INVSTD },
                GRADS + 23508032u, GRADS + 31896640u, GRADS + 31900736u, GRADS + 31904832u, PARAM_FLOATS,
                D_TMP));
+    /* gradient bucket 2 of 6 complete: proj.0.weight .. proj.3.weight
+     * (36.0 MiB); its sum over the ranks starts */
+    if (grads_bucket(23508032u, 9445376u))
+        return -1;
     }
     head_rows_bwd(D_U, D_X, nb, CHANNELS, POSITIONS, 1);
     CK(lwl_act_from_plain(feat_layout, D_X, S0));
@@ -1734,14 +1771,12 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     for (int v = 0; v < 2; v++) {
         const float *a = v ? ACT2 : ACT1;
         CK(head_bwd(v));
-        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));
+        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v], v == 1));
     }
 
-    /* the chunks' gradients added in chunk order, then over the ranks in rank order
-     * (the same sum), then their mean */
-    for (int k = 1; k < nc; k++)
-        add_into(GRADS, GRADS + (size_t)k * PARAM_FLOATS, PARAM_FLOATS);
-    if (world > 1 && lwl_comm_sum_f(GRADS, PARAM_FLOATS))
+    /* every bucket's sum over the ranks, started during the backward: wait for them,
+     * then their mean */
+    if (lwl_comm_sum_wait())
         return -1;
     scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);
     optimizer_step(lr, first);

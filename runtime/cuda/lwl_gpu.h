@@ -64,12 +64,19 @@ int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const fl
 /* ---- the GPUs of a data-parallel run (NCCL), one rank per GPU */
 
 /* Joins the NCCL communicator of `world` ranks as rank `rank`: rank 0 makes the id and
- * hands it to the others through MPI when the run has MPI (lwl_comm), else through the
- * file `idfile` (written to a temporary name and renamed; the others wait for it). */
+ * hands it to the others through MPI when the run has MPI (lwl_comm), over TCP for
+ * torchrun's ranks (lwl_comm_tcp_share), else through the file `idfile` (written to a
+ * temporary name and renamed; the others wait for it). */
 int lwl_gcomm_init(int rank, int world, const char *idfile);
 /* In-place sums over the ranks of device buffers, on the step's stream. 0 or -1. */
 int lwl_gcomm_sum_f(float *dev, size_t n);
 int lwl_gcomm_sum_d(double *dev, size_t n);
+/* The gradients' sum over the ranks in buckets, overlapping the backward pass: the bucket
+ * dev[0..n) is summed in place on a stream of its own once the step's stream has made it
+ * (an event), while the step's stream goes on; the step's stream waits for every bucket
+ * started at lwl_gcomm_sum_wait (before the optimiser). 0 or -1. */
+int lwl_gcomm_sum_start(float *dev, size_t n);
+int lwl_gcomm_sum_wait(void);
 /* Rank 0's device buffer to every rank. */
 int lwl_gcomm_bcast(void *dev, size_t bytes);
 void lwl_gcomm_free(void);

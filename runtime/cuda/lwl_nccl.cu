@@ -1,6 +1,7 @@
 /* The GPUs of a data-parallel run through NCCL (lwl_gpu.h): the communicator's id goes
- * from rank 0 to the others through MPI when the ranks run under it, else through a
- * run-specific file; sums run on the step's stream. */
+ * from rank 0 to the others through MPI when the ranks run under it, over TCP for
+ * torchrun's ranks, else through a run-specific file. Sums run on the step's stream, but
+ * the gradients' buckets on a stream of their own, overlapping the backward pass. */
 #include "lwl_gpu.h"
 
 #include <errno.h>
@@ -25,6 +26,9 @@
 
 static ncclComm_t comm;
 static int joined;
+static cudaStream_t comm_stream;    /* the gradients' buckets */
+static cudaEvent_t made, summed;    /* a bucket's gradients made; every bucket summed */
+static int buckets;                 /* started since the last lwl_gcomm_sum_wait */
 
 /* Rank 0 writes the id to idfile (via idfile.tmp, then rename); the others wait for it. */
 static int id_by_file(int rank, const char *idfile, ncclUniqueId *id)
@@ -64,15 +68,46 @@ int lwl_gcomm_init(int rank, int world, const char *idfile)
     memset(&id, 0, sizeof id);
     if (rank == 0)
         NCCL_CK(ncclGetUniqueId(&id));
-    if (lwl_comm_world() == world) {
+    if (lwl_comm_mpi() && lwl_comm_world() == world) {
         if (lwl_comm_bcast_bytes(&id, sizeof id))
             return lwl_cuda_fail(__FILE__, __LINE__, "MPI", "broadcast failed", "NCCL id");
+    } else if (!strcmp(lwl_comm_ranks()->launcher, "torchrun") && lwl_comm_world() == world) {
+        char *err = NULL;
+        if (lwl_comm_tcp_share(&id, sizeof id, &err)) {
+            lwl_cuda_fail(__FILE__, __LINE__, "TCP", err ? err : "failed", "NCCL id");
+            free(err);
+            return -1;
+        }
     } else if (!idfile || id_by_file(rank, idfile, &id)) {
         return idfile ? -1 : lwl_cuda_fail(__FILE__, __LINE__, "NCCL", "no way to share the id",
                                            "lwl_gcomm_init");
     }
     NCCL_CK(ncclCommInitRank(&comm, world, id, rank));
     joined = 1;
+    CUDA_CK(cudaStreamCreateWithFlags(&comm_stream, cudaStreamNonBlocking));
+    CUDA_CK(cudaEventCreateWithFlags(&made, cudaEventDisableTiming));
+    CUDA_CK(cudaEventCreateWithFlags(&summed, cudaEventDisableTiming));
+    return 0;
+}
+
+/* The bucket's gradients are final once the step's stream gets here: the bucket stream
+ * waits for that point, then sums them, while the step's stream goes on backward. */
+int lwl_gcomm_sum_start(float *dev, size_t n)
+{
+    CUDA_CK(cudaEventRecord(made, lwl_gpu_stream()));
+    CUDA_CK(cudaStreamWaitEvent(comm_stream, made, 0));
+    NCCL_CK(ncclAllReduce(dev, dev, n, ncclFloat32, ncclSum, comm, comm_stream));
+    buckets++;
+    return 0;
+}
+
+int lwl_gcomm_sum_wait(void)
+{
+    if (!buckets)
+        return 0;
+    CUDA_CK(cudaEventRecord(summed, comm_stream));
+    CUDA_CK(cudaStreamWaitEvent(lwl_gpu_stream(), summed, 0));
+    buckets = 0;
     return 0;
 }
 
@@ -96,7 +131,13 @@ int lwl_gcomm_bcast(void *dev, size_t bytes)
 
 void lwl_gcomm_free(void)
 {
-    if (joined)
+    if (joined) {
+        cudaStreamSynchronize(comm_stream);
         ncclCommDestroy(comm);
+        cudaEventDestroy(made);
+        cudaEventDestroy(summed);
+        cudaStreamDestroy(comm_stream);
+    }
     joined = 0;
+    buckets = 0;
 }

@@ -4,13 +4,15 @@
  * are plain loops in double with the documented semantics (NHWC activations, KRSC filters,
  * column-major cuBLAS behind the row-major wrapper). A generated net.cu compiled with g++
  * against this runs its whole GPU schedule here, where the CPU step and PyTorch can check
- * it; only the libraries' own kernels are left for tests/gpu/ on a real GPU. */
+ * it; only the libraries' own kernels are left for tests/gpu/ on a real GPU. Under
+ * mpirun each rank emulates its own GPU, and NCCL's collectives go through MPI. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gpu_kernels.h"
+#include "lwl_comm.h"
 #include "lwl_gpu.h"
 
 static char last_error[512];
@@ -297,38 +299,59 @@ int lwl_ggemm_batched(int ta, int tb, int m, int n, int k, float alpha, const fl
     return 0;
 }
 
-/* ---- one GPU: no other ranks */
+/* ---- the ranks of a data-parallel run. Device memory is host memory, so NCCL's
+ * collectives are lwl_comm's (MPI, rank-ordered sums) when the ranks run under mpirun:
+ * `mpirun -np 2` runs the GPU program's two ranks, each on its own emulated GPU. A bucket
+ * starts its sum at once (lwl_comm_sum_start), as the real one on its own stream. */
+
+static int ranks_on;
+
+/* A failed collective: lwl_comm said why on stderr. */
+static int comm_failed(int rc, const char *call)
+{
+    return rc ? lwl_cuda_fail(__FILE__, __LINE__, "emu", "a collective over MPI failed", call)
+              : 0;
+}
 
 int lwl_gcomm_init(int rank, int world, const char *idfile)
 {
     (void)rank;
     (void)idfile;
-    if (world > 1)
-        return lwl_cuda_fail(__FILE__, __LINE__, "emu", "one emulated GPU only", "ranks");
+    ranks_on = world > 1;
+    if (world > 1 && !(lwl_comm_mpi() && lwl_comm_world() == world))
+        return lwl_cuda_fail(__FILE__, __LINE__, "emu",
+                             "the emulated GPU's ranks meet through MPI only (mpirun -np N)",
+                             "ranks");
     return 0;
 }
 
 int lwl_gcomm_sum_f(float *dev, size_t n)
 {
-    (void)dev;
-    (void)n;
-    return 0;
+    return ranks_on ? comm_failed(lwl_comm_sum_f(dev, n), "lwl_comm_sum_f") : 0;
 }
 
 int lwl_gcomm_sum_d(double *dev, size_t n)
 {
-    (void)dev;
-    (void)n;
-    return 0;
+    return ranks_on ? comm_failed(lwl_comm_sum_d(dev, n), "lwl_comm_sum_d") : 0;
+}
+
+int lwl_gcomm_sum_start(float *dev, size_t n)
+{
+    return ranks_on ? comm_failed(lwl_comm_sum_start(dev, n), "lwl_comm_sum_start") : 0;
+}
+
+int lwl_gcomm_sum_wait(void)
+{
+    return ranks_on ? comm_failed(lwl_comm_sum_wait(), "lwl_comm_sum_wait") : 0;
 }
 
 int lwl_gcomm_bcast(void *dev, size_t bytes)
 {
-    (void)dev;
-    (void)bytes;
-    return 0;
+    return ranks_on ? comm_failed(lwl_comm_bcast_bytes(dev, bytes), "lwl_comm_bcast_bytes")
+                    : 0;
 }
 
 void lwl_gcomm_free(void)
 {
+    ranks_on = 0;
 }

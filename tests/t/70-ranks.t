@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Data-parallel training on CPU ranks: a `gpus 2` spec run as one process and as
-# `mpirun -np 2` computes the same bits (norm batch and norm sync), norm sync's
-# statistics are the full batch's, a resumed 2-rank run reproduces the
-# uninterrupted one, and a failing rank stops every rank, named.
+# `mpirun -np 2` computes the same bits (norm batch and norm sync; the gradients summed in
+# buckets during the backward), norm sync's statistics are the full batch's, a 2-rank run
+# resumed in its warm-up and at an epoch's end reproduces the uninterrupted one, a rank
+# that fails at start or is killed mid-run stops every rank, named, and torchrun's ranks
+# are refused on the CPU. On the emulated GPU (tests/emu/), the GPU program's 2 ranks
+# under mpirun follow its one process.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/t/tap.sh
 root=$PWD
@@ -72,10 +75,17 @@ ok "norm batch: ... which per-rank statistics do not give (the check can fail)" 
     bash -c "! '$PY' '$root/tests/oracle/ckpt_close.py' full1/checkpoint.safetensors \
     batch1/checkpoint.safetensors 1e-5 state.params"
 
-# Resume: 2 ranks for 6 steps equal 2 ranks for 3, then 3 more after --resume.
+# Resume: 2 ranks for 6 steps (2 a epoch, the first epoch warm-up) equal 2 ranks for 1, then
+# 3 more after --resume (past the warm-up's end and an epoch's), then 2 more from the
+# checkpoint at the end of epoch 1.
 "${MPI[@]}" ./r_batch --quiet --data data --out straight --threads 1 --steps 6 pretrain
-"${MPI[@]}" ./r_batch --quiet --data data --out resumed --threads 1 --steps 3 pretrain
+"${MPI[@]}" ./r_batch --quiet --data data --out resumed --threads 1 --steps 1 pretrain
+"${MPI[@]}" ./r_batch --quiet --data data --out resumed --threads 1 --steps 4 --resume pretrain
 "${MPI[@]}" ./r_batch --quiet --data data --out resumed --threads 1 --steps 6 --resume pretrain
+is "$("$PY" -c '
+import json, sys
+print(" ".join(str(json.loads(x)["epoch"]) for x in open(sys.argv[1])))' straight/metrics.jsonl)" \
+    "0 0 1 1 2 2" "resume: the 6 steps span 3 epochs (2 steps each)"
 ok "resume of a 2-rank run: the losses are the same bits" \
     cmp <(losses straight/metrics.jsonl) <(losses resumed/metrics.jsonl)
 ok "... and the final checkpoints the same bytes" \
@@ -93,9 +103,78 @@ is "$(grep -c '^rank 1: error: data: ' <<<"$err")" 1 "... with an error naming r
 is "$(grep -c 'rank 1 of 2 failed' <<<"$err")" 1 "... which says it stops every rank"
 echo "# the failing run took $(( $(date +%s) - start )) s"
 
+# A rank killed mid-run (as the OOM killer would: SIGKILL, no last word) ends the run, and
+# mpirun names it; no rank is left behind.
+timeout 120 "${MPI[@]}" ./r_batch --quiet --data data --out killed --threads 1 --steps 500 \
+    pretrain >killed.log 2>&1 &
+watch=$!
+for _ in $(seq 600); do
+    [ "$(cat killed/metrics.jsonl 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.2
+done
+# the ranks are mpirun's children (timeout's grandchildren); rank 1 by its environment
+rank1="" ranks=""
+for p in $(pgrep -P "$(pgrep -P $watch)"); do
+    ranks="$ranks $p"
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && rank1=$p
+done
+start=$(date +%s)
+[ -n "$rank1" ] && kill -KILL "$rank1"
+wait $watch
+rc=$?
+ok "a rank killed at step $(wc -l <killed/metrics.jsonl) ends the run (exit $rc, not 0 and not \
+the timeout's 124)" test -n "$rank1" -a "$rc" -ne 0 -a "$rc" -ne 124
+is "$(grep -c 'process rank 1 with PID .* exited on signal 9' killed.log)" 1 \
+    "... mpirun names rank 1 and the signal"
+# running: the ranks still there and not zombies (this machine's init may not reap them)
+running() { ps -o stat= -p "$(echo $ranks | tr ' ' ,)" 2>/dev/null | grep -vc '^Z'; }
+for _ in $(seq 25); do
+    [ "$(running)" = 0 ] && break
+    sleep 0.2
+done
+is "$(running)" 0 "... and no rank is left running"
+echo "# the killed run ended $(( $(date +%s) - start )) s after the kill"
+
+# torchrun's variables on the CPU: refused, saying what to use.
+err=$(RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 timeout 60 ./r_batch --quiet --data data --out tr \
+      --threads 1 --steps 1 pretrain 2>&1)
+rc=$?
+want="^rank 1: error: started as rank 1 of 2 by torchrun, on the CPU: CPU ranks meet through \
+MPI; start them with mpirun -np 2 or srun"
+is "$rc $(grep -c "$want" <<<"$err")" "1 1" \
+    "torchrun's ranks on the CPU: refused (exit 1), pointing to mpirun and srun"
+
 # Three ranks cannot share two GPUs' batch.
 err=$(timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 ./r_batch --quiet \
       --data data --out three --threads 1 --steps 1 pretrain 2>&1)
 is "$(grep -c 'train.gpus 2 is not divisible by them; start 2 ranks' <<<"$err")" 3 \
     "3 ranks of a gpus 2 spec: each says why, and start 2 ranks"
+
+# The GPU program on the emulated GPU (one per rank, NCCL's collectives through MPI): its 2
+# ranks follow its one process within float rounding (the emulated convolutions sum each
+# rank's images in double, then the ranks' float sums add), with both norms. 16 pixels keep
+# the emulation short.
+if [ -f "$root/${B:-build}/emu/lwl_gpu_emu.o" ]; then
+    for norm in batch sync; do
+        LWLC_GPU_EMULATE=1 "$LWLC" -o "g_$norm" --emit-dir "geng_$norm" -D train.gpus=2 \
+            -D augment.size=16 -D "model.norm=$norm" "$root/tests/specs/tiny.lwl" 2>/dev/null
+        ./"g_$norm" --quiet --data data --out "gone_$norm" --device cuda --threads 1 --steps 2 \
+            pretrain
+        "${MPI[@]}" ./"g_$norm" --quiet --data data --out "gtwo_$norm" --device cuda \
+            --threads 1 --steps 2 pretrain
+        ok "emulated GPU, norm $norm: 2 steps of 2 ranks against 1 process: losses within 1e-6" \
+            "$PY" -c '
+import json, sys
+l = [[json.loads(x)["loss"] for x in open(p)] for p in sys.argv[1:]]
+worst = max(abs(a - b) / abs(a) for a, b in zip(*l)) if l[0] else 1
+print(f"largest relative difference {worst:.3g}")
+sys.exit(0 if len(l[0]) == len(l[1]) == 2 and worst <= 1e-6 else 1)' \
+            "gone_$norm/metrics.jsonl" "gtwo_$norm/metrics.jsonl"
+        ok "... and the checkpoints within 1e-5 (weights, statistics, target, momentum)" \
+            "$PY" "$root/tests/oracle/ckpt_close.py" "gone_$norm/checkpoint.safetensors" \
+            "gtwo_$norm/checkpoint.safetensors" 1e-5
+    done
+else
+    echo "# no ${B:-build}/emu/lwl_gpu_emu.o: the emulated GPU's ranks not checked"
+fi
 finish
