@@ -32,7 +32,7 @@ echo "LEWEL_B step, fp32, $threads threads; head hidden 64, dim 32, heads 4 (tes
 for c in "${configs[@]}"; do
     IFS='|' read -r name defs ref <<<"$(tr '\n' ' ' <<<"$c")"
     # shellcheck disable=SC2086
-    LWL_HOME=$home "$lwlc" -o "$tmp/prog" --emit-dir "$tmp/gen" $defs "$here/tests/specs/tiny.lwl"
+    LWL_HOME=$home "$lwlc" --target cpu -o "$tmp/prog" --emit-dir "$tmp/gen" $defs "$here/tests/specs/tiny.lwl"
     # ours: the program's bench phase, mean of 5 steps after one warm-up step
     ours=$(cd "$tmp" && ./prog --quiet --data data --out out --threads "$threads" bench \
            >/dev/null && sed 's/.*"step": {[^}]*"ms": \([0-9.]*\).*/\1/' out/bench.json)

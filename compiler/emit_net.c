@@ -52,12 +52,6 @@ static void make_arena(const lwl_plan *p, arena_plan *a)
     for (int i = 0; i < 4; i++)
         emit_place(a, (const char *[]){ "S0", "S1", "S2", "S3" }[i], p->max_act,
               "backward scratch, the largest activation");
-    size_t wmax = 0;
-    for (int i = 0; i < p->nconvs; i++) {
-        size_t n = p->params[p->convs[i].weight].numel;
-        wmax = n > wmax ? n : wmax;
-    }
-    emit_place(a, "WS", wmax, "a conv weight gradient before it is added");
 
     for (int v = 0; v < 2; v++) {
         char pre[8];
@@ -326,8 +320,8 @@ static void bwd_conv(emitter *e, const lwl_plan *p, int i, const char *a, const 
       so + g * (size_t)c->cout);
     L("                 GRADS + %zuu, GRADS + %zuu, PARAM_FLOATS);", p->params[c->gamma].off,
       p->params[c->beta].off);
-    L("    CK(conv_bwd_weights(%d, %s, %s, GRADS + %zuu, %zuu));", i, act(p, a, c->in), tmp,
-      p->params[c->weight].off, p->params[c->weight].numel);
+    L("    CK(conv_bwd_weights(%d, %s, %s, GRADS + %zuu));", i, act(p, a, c->in), tmp,
+      p->params[c->weight].off);
     emit_bucket_start(e, e->bk->after_conv[i], "last", 0);
     if (dx)
         L("    CK(conv_bwd_data(%d, %s, PARAMS + %zuu, %s));", i, tmp,
@@ -739,6 +733,9 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("static int act_blk = 1;");
     L("#define ACT_BLK(c) ((c) %% act_blk ? 1 : act_blk)");
     L("%s", "");
+    L("/* The convolutions lwlc gives Winograd kernels (forward and input gradient) */");
+    L("#define WINO (LWL_CONV_WINO_FWD | LWL_CONV_WINO_BWD_DATA)");
+    L("%s", "");
     L("/* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one");
     L(" * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks");
     L(" * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0");
@@ -788,14 +785,13 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("}");
     L("%s", "");
     L("/* The weight gradient of each chunk, added to that chunk's gradient g");
-    L(" * (+ k PARAM_FLOATS). */");
-    L("static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)");
+    L(" * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */");
+    L("static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)");
     L("{");
     L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
-    L("    for (int k = 0; k < nc; k++) {");
-    L("        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));");
-    L("        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);");
-    L("    }");
+    L("    for (int k = 0; k < nc; k++)");
+    L("        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,");
+    L("                                    g + (size_t)k * PARAM_FLOATS));");
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -841,11 +837,14 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */");
     L("    CK(cpu_ops_init(%d, GROUPS, %d));", rows, widest);
     L("    CK((act_blk = lwl_nn_act_block()) < 0);");
+    L("    /* 3x3 stride-1 convolutions with outputs of 8x8 and more: Winograd forward and");
+    L("     * backward-data kernels where oneDNN has them for this CPU (lwlc's plan.c) */");
     for (int i = 0; i < p->nconvs; i++) {
         const lwl_pconv *c = &p->convs[i];
-        L("    CK(!(conv[%d] = lwl_conv_new_act(CHUNK, %d, %d, %d, %d, %d, %d, %d, %d)));  "
-          "/* %s */",
-          i, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad, c->conv);
+        L("    /* %s%s */", c->conv, c->wino ? ": Winograd" : "");
+        L("    CK(!(conv[%d] = lwl_conv_new_algo(CHUNK, %d, %d, %d, %d, %d, %d, %d, %d, 1, %s)));",
+          i, c->cin, c->hin, c->win, c->cout, c->k, c->k, c->stride, c->pad,
+          c->wino ? "WINO" : "0");
     }
     if (p->stem_pool) {
         const lwl_pact *a = &p->acts[p->pool_in];
@@ -932,7 +931,7 @@ int emit_net_c(const lwl_plan *p, FILE *f)
           bk.n);
         L(" * step, in the order the backward completes them: lwlc's emit.h): the chunks'");
         L(" * gradients added in chunk order, then its sum over the ranks in rank order (the");
-        L(" * same sum) started, which net_step waits for. 0, or -1 with a message. */");
+        L(" * same sum) started, which step_grads waits for. 0, or -1 with a message. */");
         L("static int grads_bucket(size_t lo, size_t n)");
         L("{");
         L("    for (int k = 1; k < nc; k++)");
@@ -948,12 +947,11 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     emit_optimizer(e, p);
 
     int eman = s->model.target == TARGET_EMAN;
-    L("/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:");
-    L(" * target forward, online forward, the symmetric loss, backward, the");
-    L(" * gradients averaged over the ranks, the optimiser at lr, then the target's");
-    L(" * average with momentum ema. *loss is the mean over the ranks. */");
-    L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
-    L("             double *loss)");
+    L("/* The gradients of a step on the two views (nb, 3, SIZE, SIZE) each: target");
+    L(" * forward, online forward, the symmetric loss, backward, the gradients");
+    L(" * averaged over the ranks. *loss is the mean over the ranks; 1 if it is not");
+    L(" * finite. */");
+    L("static int step_grads(const float *view1, const float *view2, double *loss)");
     L("{");
     L("    const float *views[2] = { view1, view2 };");
     L("    size_t image = sizeof(float) * %s;", act_nb(p, 0));
@@ -1010,6 +1008,20 @@ int emit_net_c(const lwl_plan *p, FILE *f)
         L("        return -1;");
         L("    scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);");
     }
+    L("    return 0;");
+    L("}");
+    L("%s", "");
+    L("/* One pre-training step: its gradients with the weights held (each convolution");
+    L(" * reorders the online and the target weights once, not on every call), the");
+    L(" * optimiser at lr, then the target's average with momentum ema. */");
+    L("int net_step(const float *view1, const float *view2, float lr, float ema, int first,");
+    L("             double *loss)");
+    L("{");
+    L("    lwl_nn_hold_weights(1);");
+    L("    int r = step_grads(view1, view2, loss);");
+    L("    lwl_nn_hold_weights(0);");
+    L("    if (r != 0)");
+    L("        return r;");
     L("    optimizer_step(lr, first);");
     L("    ema_step(ema);");
     L("    return 0;");

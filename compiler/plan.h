@@ -29,6 +29,7 @@ typedef struct lwl_pconv {
     int mean, var;          /* indices into the BN buffer list */
     int in, out;            /* activation ids: input, and BN(+ReLU) output */
     int pre;                /* activation id of the conv output (BN input), kept for backward */
+    int wino;               /* CPU: Winograd forward and backward-data kernels (add_conv) */
 } lwl_pconv;
 
 /* A residual block: convs c[0..n-1] in sequence, an optional downsample conv,

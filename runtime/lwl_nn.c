@@ -96,34 +96,88 @@ void lwl_parallel_for(int n, void (*fn)(void *ctx, int i), void *ctx)
 }
 
 /* ---- one argument of a primitive: the caller's plain tensor and, when the primitive wants
- * another layout, a buffer in that layout with the reorder between them. */
+ * another layout, a buffer in that layout with the reorder between them. A weight input may
+ * have two such buffers (online and target weights through the same convolution): while the
+ * caller holds its weights (lwl_nn_hold_weights), a tensor already reordered into one of them
+ * is not reordered again. An output may also be added into the caller's tensor (a weight
+ * gradient summed over views and chunks): the primitive then writes into the inner buffer,
+ * made even when the layouts agree, and a reorder with a sum post-op adds it. */
+enum { NN_SLOTS = 2 };
 typedef struct {
-    dnnl_memory_t user;       /* plain layout; its handle is set on every call */
-    dnnl_memory_t inner;      /* primitive's layout, owns its buffer; NULL if plain is used */
+    dnnl_memory_t user;              /* plain layout; its handle is set on every call */
+    dnnl_memory_t inner[NN_SLOTS];   /* primitive's layout, owns its buffer; NULL if plain */
+    const void *key[NN_SLOTS];       /* the caller's tensor each inner buffer holds ... */
+    unsigned gen[NN_SLOTS];          /* ... during hold number gen (0: none) */
+    int nslot, cur;                  /* inner buffers made, the one of the current call */
+    int keep;                        /* an input whose buffers are kept through a hold */
     dnnl_primitive_t reorder; /* user -> inner for inputs, inner -> user for outputs */
-    int output;
+    dnnl_primitive_t add;     /* user += inner, for an output that can be added */
+    int output, same;         /* same: the primitive takes the plain layout */
 } nn_arg;
 
-static int arg_init(nn_arg *a, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want,
-                    int output)
+/* The hold in force (nn_hold != 0) and its number; every hold gets a new number. */
+static int nn_hold;
+static unsigned nn_hold_gen;
+
+void lwl_nn_hold_weights(int hold)
+{
+    nn_hold = hold;
+    nn_hold_gen++;
+    if (nn_hold_gen == 0)
+        nn_hold_gen = 1;
+}
+
+/* The reorder from -> to, adding into `to` if add. */
+static int reorder_new(dnnl_primitive_t *r, const dnnl_memory_desc_t *from,
+                       const dnnl_memory_desc_t *to, int add)
 {
     dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
 
-    a->output = output;
-    DNNL(dnnl_memory_create(&a->user, plain, nn_engine, DNNL_MEMORY_NONE));
-    if (dnnl_memory_desc_equal(plain, want))
-        return 0;
-    DNNL(dnnl_memory_create(&a->inner, want, nn_engine, DNNL_MEMORY_ALLOCATE));
-    if (output)
-        DNNL(dnnl_reorder_primitive_desc_create(&rpd, want, nn_engine, plain, nn_engine, NULL));
-    else
-        DNNL(dnnl_reorder_primitive_desc_create(&rpd, plain, nn_engine, want, nn_engine, NULL));
-    DNNL(dnnl_primitive_create(&a->reorder, rpd));
+    *r = NULL;
+    if (add) {
+        DNNL(dnnl_post_ops_create(&po));
+        DNNL(dnnl_post_ops_append_sum(po, 1.0f));
+        DNNL(dnnl_primitive_attr_create(&attr));
+        DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    DNNL(dnnl_reorder_primitive_desc_create(&rpd, from, nn_engine, to, nn_engine, attr));
+    DNNL(dnnl_primitive_create(r, rpd));
     DNNL(dnnl_primitive_desc_destroy(rpd));
-    return 0;
+    rpd = NULL;
 fail:
     if (rpd)
         dnnl_primitive_desc_destroy(rpd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    return *r ? 0 : -1;
+}
+
+/* slots: for an input, the inner buffers kept across the calls of a hold (1 or 2), 0 for
+ * none; for an output, 1 if it can be added into the caller's tensor. */
+static int arg_init(nn_arg *a, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want,
+                    int output, int slots)
+{
+    int add = output && slots > 0;
+
+    a->output = output;
+    a->keep = !output && slots > 0;
+    a->same = dnnl_memory_desc_equal(plain, want);
+    DNNL(dnnl_memory_create(&a->user, plain, nn_engine, DNNL_MEMORY_NONE));
+    if (a->same && !add)
+        return 0;
+    a->nslot = a->keep && slots > 1 ? NN_SLOTS : 1;
+    for (int i = 0; i < a->nslot; i++)
+        DNNL(dnnl_memory_create(&a->inner[i], want, nn_engine, DNNL_MEMORY_ALLOCATE));
+    if (!a->same && reorder_new(&a->reorder, output ? want : plain, output ? plain : want, 0))
+        return -1;
+    if (add && reorder_new(&a->add, want, plain, 1))
+        return -1;
+    return 0;
+fail:
     return -1;
 }
 
@@ -131,40 +185,62 @@ static void arg_free(nn_arg *a)
 {
     if (a->reorder)
         dnnl_primitive_destroy(a->reorder);
-    if (a->inner)
-        dnnl_memory_destroy(a->inner);
+    if (a->add)
+        dnnl_primitive_destroy(a->add);
+    for (int i = 0; i < NN_SLOTS; i++)
+        if (a->inner[i])
+            dnnl_memory_destroy(a->inner[i]);
     if (a->user)
         dnnl_memory_destroy(a->user);
     memset(a, 0, sizeof *a);
 }
 
-static int arg_reorder(nn_arg *a)
+/* The memory the primitive uses; add: the call adds the output into the caller's tensor. */
+static dnnl_memory_t arg_mem(const nn_arg *a, int add)
+{
+    if (!a->inner[0] || (a->same && !(a->output && add)))
+        return a->user;
+    return a->inner[a->cur];
+}
+
+/* Runs r between the caller's tensor and the inner buffer, in the argument's direction. */
+static int arg_reorder(nn_arg *a, dnnl_primitive_t r)
 {
     dnnl_exec_arg_t args[2] = {
-        {DNNL_ARG_FROM, a->output ? a->inner : a->user},
-        {DNNL_ARG_TO, a->output ? a->user : a->inner},
+        {DNNL_ARG_FROM, a->output ? a->inner[a->cur] : a->user},
+        {DNNL_ARG_TO, a->output ? a->user : a->inner[a->cur]},
     };
 
-    DNNL(dnnl_primitive_execute(a->reorder, nn_stream, 2, args));
+    DNNL(dnnl_primitive_execute(r, nn_stream, 2, args));
     return 0;
 fail:
     return -1;
 }
 
-/* Points the argument at the caller's tensor; for an input, brings it into the inner layout. */
+/* Points the argument at the caller's tensor; for an input, brings it into the inner layout
+ * unless the hold in force has already put this tensor into one of its buffers. */
 static int arg_bind(nn_arg *a, const void *ptr)
 {
     DNNL(dnnl_memory_set_data_handle(a->user, (void *)ptr));
-    if (a->inner && !a->output)
-        return arg_reorder(a);
-    return 0;
+    if (!a->reorder || a->output)
+        return 0;
+    a->cur = 0;
+    if (a->keep && nn_hold) {
+        for (int i = 0; i < a->nslot; i++)
+            if (a->key[i] == ptr && a->gen[i] == nn_hold_gen) {
+                a->cur = i;
+                return 0;
+            }
+        /* a buffer not yet used in this hold, else the one not used by the last call */
+        a->cur = a->gen[0] != nn_hold_gen ? 0 : a->nslot - 1;
+        a->key[a->cur] = ptr;
+        a->gen[a->cur] = nn_hold_gen;
+    } else {
+        a->gen[0] = 0;
+    }
+    return arg_reorder(a, a->reorder);
 fail:
     return -1;
-}
-
-static dnnl_memory_t arg_mem(const nn_arg *a)
-{
-    return a->inner ? a->inner : a->user;
 }
 
 /* ---- a primitive with its arguments and its own scratchpad */
@@ -191,16 +267,17 @@ fail:
     return -1;
 }
 
-/* Adds argument `name` (DNNL_ARG_*) in the layout pd asks for through query, plain given. */
+/* Adds argument `name` (DNNL_ARG_*) in the layout pd asks for through query, plain given;
+ * slots as arg_init's. */
 static int op_arg(nn_op *op, const dnnl_primitive_desc_t pd, dnnl_query_t query,
-                  const dnnl_memory_desc_t *plain, int name, int output)
+                  const dnnl_memory_desc_t *plain, int name, int output, int slots)
 {
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, query, 0);
 
     if (!want)
         NN_FAIL("oneDNN primitive has no memory for query %d", (int)query);
     op->argname[op->narg] = name;
-    return arg_init(&op->arg[op->narg++], plain, want, output);
+    return arg_init(&op->arg[op->narg++], plain, want, output, slots);
 fail:
     return -1;
 }
@@ -217,8 +294,8 @@ static void op_free(nn_op *op)
 }
 
 /* Binds the caller's pointers (in the order the args were added), runs the primitive, brings
- * the outputs back into plain layout and waits. */
-static int op_run(nn_op *op, const void *const *ptr)
+ * the outputs back into plain layout (add: adds them into the caller's tensors) and waits. */
+static int op_run(nn_op *op, const void *const *ptr, int add)
 {
     dnnl_exec_arg_t args[NN_MAXARG + 2];
     int n = 0;
@@ -226,16 +303,19 @@ static int op_run(nn_op *op, const void *const *ptr)
     for (int i = 0; i < op->narg; i++) {
         if (arg_bind(&op->arg[i], ptr[i]) != 0)
             return -1;
-        args[n++] = (dnnl_exec_arg_t){op->argname[i], arg_mem(&op->arg[i])};
+        args[n++] = (dnnl_exec_arg_t){op->argname[i], arg_mem(&op->arg[i], add)};
     }
     if (op->scratch)
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, op->scratch};
     if (op->workspace)
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, op->workspace};
     DNNL(dnnl_primitive_execute(op->prim, nn_stream, n, args));
-    for (int i = 0; i < op->narg; i++)
-        if (op->arg[i].output && op->arg[i].inner && arg_reorder(&op->arg[i]) != 0)
+    for (int i = 0; i < op->narg; i++) {
+        nn_arg *a = &op->arg[i];
+        dnnl_primitive_t r = add && a->add ? a->add : a->reorder;
+        if (a->output && r && arg_reorder(a, r) != 0)
             return -1;
+    }
     DNNL(dnnl_stream_wait(nn_stream));
     return 0;
 fail:
@@ -322,6 +402,8 @@ fail:
 struct lwl_conv {
     int n, c, h, w, k, r, s, stride, pad, oh, ow;
     int act;     /* x, y (and their gradients) in the activation layout, not plain NCHW */
+    int algo;    /* LWL_CONV_WINO_* asked for, then those made */
+    int counted; /* in nn_convs */
     nn_op fwd;   /* x, wt -> y */
     nn_op bdata; /* dy, wt -> dx */
     nn_op bwts;  /* x, dy -> dwt */
@@ -333,32 +415,79 @@ void lwl_conv_out_hw(const lwl_conv *cv, int *oh, int *ow)
     *ow = cv->ow;
 }
 
-/* The three primitive descriptors of one convolution; backward ones use fwd as their hint. */
-static int conv_pds(lwl_conv *cv, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t pd[3])
+/* Every convolution alive, and how many of them run Winograd kernels (lwl_nn_conv_algos). */
+static int nn_convs, nn_wino_fwd, nn_wino_bdata;
+
+void lwl_nn_conv_algos(int *convs, int *wino_fwd, int *wino_bwd_data)
+{
+    *convs = nn_convs;
+    *wino_fwd = nn_wino_fwd;
+    *wino_bwd_data = nn_wino_bdata;
+}
+
+/* The descriptor of one direction (0 forward, 1 backward data, 2 backward weights) with
+ * algorithm alg; hint: the forward descriptor of the same algorithm (NULL for the forward).
+ * Returns oneDNN's status: unimplemented when it has no such kernel for this CPU and shape. */
+static dnnl_status_t conv_pd(lwl_conv *cv, dnnl_primitive_attr_t attr, int dir,
+                             dnnl_alg_kind_t alg, const_dnnl_primitive_desc_t hint,
+                             dnnl_primitive_desc_t *pd)
 {
     dnnl_memory_desc_t x, wt, y;
     dnnl_convolution_desc_t d;
     dnnl_dims_t strides = {cv->stride, cv->stride}, pad = {cv->pad, cv->pad};
+    dnnl_status_t st;
 
+    *pd = NULL;
     /* activations in the caller's layout when it keeps them blocked: no reorder per call */
     if (md_plain(&x, cv->n, cv->c, cv->h, cv->w,
                  cv->act ? act_tag(cv->c) : dnnl_format_tag_any) ||
         md_any(&wt, cv->k, cv->c, cv->r, cv->s) ||
         md_plain(&y, cv->n, cv->k, cv->oh, cv->ow,
                  cv->act ? act_tag(cv->k) : dnnl_format_tag_any))
-        return -1;
-    DNNL(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct,
-                                            &x, &wt, NULL, &y, strides, pad, pad));
-    DNNL(dnnl_primitive_desc_create(&pd[0], &d, attr, nn_engine, NULL));
-    DNNL(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &x, &wt, &y,
-                                                  strides, pad, pad));
-    DNNL(dnnl_primitive_desc_create(&pd[1], &d, attr, nn_engine, pd[0]));
-    DNNL(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &x, &wt, NULL,
-                                                     &y, strides, pad, pad));
-    DNNL(dnnl_primitive_desc_create(&pd[2], &d, attr, nn_engine, pd[0]));
-    return 0;
+        return dnnl_invalid_arguments;
+    if (dir == 0)
+        st = dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &x, &wt, NULL,
+                                                &y, strides, pad, pad);
+    else if (dir == 1)
+        st = dnnl_convolution_backward_data_desc_init(&d, alg, &x, &wt, &y, strides, pad, pad);
+    else
+        st = dnnl_convolution_backward_weights_desc_init(&d, alg, &x, &wt, NULL, &y, strides,
+                                                         pad, pad);
+    if (st != dnnl_success)
+        return st;
+    return dnnl_primitive_desc_create(pd, &d, attr, nn_engine, hint);
+}
+
+/* The three primitive descriptors of one convolution: direct, or Winograd for the directions
+ * cv->algo asks where oneDNN has it (cv->algo then says what was made). Backward descriptors
+ * use a forward one of their own algorithm as their hint. */
+static int conv_pds(lwl_conv *cv, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t pd[3])
+{
+    dnnl_primitive_desc_t fwd[2] = {NULL, NULL}; /* direct, Winograd */
+    dnnl_status_t st;
+    int ok = 0;
+
+    st = conv_pd(cv, attr, 0, dnnl_convolution_direct, NULL, &fwd[0]);
+    if (st != dnnl_success)
+        NN_FAIL("oneDNN %s: the direct convolution", dnnl_status2str(st));
+    if (cv->algo && conv_pd(cv, attr, 0, dnnl_convolution_winograd, NULL, &fwd[1]) != 0)
+        cv->algo = 0; /* no Winograd kernel here: direct throughout */
+    if (cv->algo & LWL_CONV_WINO_BWD_DATA &&
+        conv_pd(cv, attr, 1, dnnl_convolution_winograd, fwd[1], &pd[1]) != 0)
+        cv->algo &= ~LWL_CONV_WINO_BWD_DATA;
+    if (!pd[1] &&
+        (st = conv_pd(cv, attr, 1, dnnl_convolution_direct, fwd[0], &pd[1])) != dnnl_success)
+        NN_FAIL("oneDNN %s: the direct backward-data convolution", dnnl_status2str(st));
+    st = conv_pd(cv, attr, 2, dnnl_convolution_direct, fwd[0], &pd[2]);
+    if (st != dnnl_success)
+        NN_FAIL("oneDNN %s: the direct backward-weights convolution", dnnl_status2str(st));
+    pd[0] = fwd[(cv->algo & LWL_CONV_WINO_FWD) != 0];
+    ok = 1;
 fail:
-    return -1;
+    for (int i = 0; i < 2; i++)
+        if (fwd[i] && fwd[i] != pd[0])
+            dnnl_primitive_desc_destroy(fwd[i]);
+    return ok ? 0 : -1;
 }
 
 /* Makes the three ops from their descriptors; arguments in the order of the call pointers. */
@@ -371,25 +500,25 @@ static int conv_ops(lwl_conv *cv, dnnl_primitive_desc_t pd[3])
         md_plain(&y, cv->n, cv->k, cv->oh, cv->ow, cv->act ? act_tag(cv->k) : dnnl_nchw))
         return -1;
     if (op_init(&cv->fwd, pd[0]) ||
-        op_arg(&cv->fwd, pd[0], dnnl_query_src_md, &x, DNNL_ARG_SRC, 0) ||
-        op_arg(&cv->fwd, pd[0], dnnl_query_weights_md, &wt, DNNL_ARG_WEIGHTS, 0) ||
-        op_arg(&cv->fwd, pd[0], dnnl_query_dst_md, &y, DNNL_ARG_DST, 1))
+        op_arg(&cv->fwd, pd[0], dnnl_query_src_md, &x, DNNL_ARG_SRC, 0, 0) ||
+        op_arg(&cv->fwd, pd[0], dnnl_query_weights_md, &wt, DNNL_ARG_WEIGHTS, 0, 2) ||
+        op_arg(&cv->fwd, pd[0], dnnl_query_dst_md, &y, DNNL_ARG_DST, 1, 0))
         return -1;
     if (op_init(&cv->bdata, pd[1]) ||
-        op_arg(&cv->bdata, pd[1], dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0) ||
-        op_arg(&cv->bdata, pd[1], dnnl_query_weights_md, &wt, DNNL_ARG_WEIGHTS, 0) ||
-        op_arg(&cv->bdata, pd[1], dnnl_query_diff_src_md, &x, DNNL_ARG_DIFF_SRC, 1))
+        op_arg(&cv->bdata, pd[1], dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0, 0) ||
+        op_arg(&cv->bdata, pd[1], dnnl_query_weights_md, &wt, DNNL_ARG_WEIGHTS, 0, 1) ||
+        op_arg(&cv->bdata, pd[1], dnnl_query_diff_src_md, &x, DNNL_ARG_DIFF_SRC, 1, 0))
         return -1;
     if (op_init(&cv->bwts, pd[2]) ||
-        op_arg(&cv->bwts, pd[2], dnnl_query_src_md, &x, DNNL_ARG_SRC, 0) ||
-        op_arg(&cv->bwts, pd[2], dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0) ||
-        op_arg(&cv->bwts, pd[2], dnnl_query_diff_weights_md, &wt, DNNL_ARG_DIFF_WEIGHTS, 1))
+        op_arg(&cv->bwts, pd[2], dnnl_query_src_md, &x, DNNL_ARG_SRC, 0, 0) ||
+        op_arg(&cv->bwts, pd[2], dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0, 0) ||
+        op_arg(&cv->bwts, pd[2], dnnl_query_diff_weights_md, &wt, DNNL_ARG_DIFF_WEIGHTS, 1, 1))
         return -1;
     return 0;
 }
 
 static lwl_conv *conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad,
-                          int act)
+                          int act, int algo)
 {
     dnnl_primitive_desc_t pd[3] = {NULL, NULL, NULL};
     dnnl_primitive_attr_t attr = NULL;
@@ -409,7 +538,8 @@ static lwl_conv *conv_new(int n, int c, int h, int w, int k, int r, int s, int s
     }
     *cv = (lwl_conv){.n = n, .c = c, .h = h, .w = w, .k = k, .r = r, .s = s, .stride = stride,
                      .pad = pad, .oh = (h + 2 * pad - r) / stride + 1,
-                     .ow = (w + 2 * pad - s) / stride + 1, .act = act};
+                     .ow = (w + 2 * pad - s) / stride + 1, .act = act,
+                     .algo = algo & (LWL_CONV_WINO_FWD | LWL_CONV_WINO_BWD_DATA)};
     if (nn_acquire() != 0) {
         free(cv);
         return NULL;
@@ -428,42 +558,68 @@ static lwl_conv *conv_new(int n, int c, int h, int w, int k, int r, int s, int s
         lwl_conv_free(cv);
         return NULL;
     }
+    cv->counted = 1;
+    nn_convs++;
+    nn_wino_fwd += (cv->algo & LWL_CONV_WINO_FWD) != 0;
+    nn_wino_bdata += (cv->algo & LWL_CONV_WINO_BWD_DATA) != 0;
     return cv;
 }
 
 lwl_conv *lwl_conv_new(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
 {
-    return conv_new(n, c, h, w, k, r, s, stride, pad, 0);
+    return conv_new(n, c, h, w, k, r, s, stride, pad, 0, 0);
 }
 
 lwl_conv *lwl_conv_new_act(int n, int c, int h, int w, int k, int r, int s, int stride,
                            int pad)
 {
-    return conv_new(n, c, h, w, k, r, s, stride, pad, 1);
+    return conv_new(n, c, h, w, k, r, s, stride, pad, 1, 0);
+}
+
+lwl_conv *lwl_conv_new_algo(int n, int c, int h, int w, int k, int r, int s, int stride, int pad,
+                            int act, int algo)
+{
+    return conv_new(n, c, h, w, k, r, s, stride, pad, act != 0, algo);
+}
+
+int lwl_conv_algo(const lwl_conv *cv)
+{
+    return cv->algo;
 }
 
 int lwl_conv_fwd(lwl_conv *cv, const float *x, const float *wt, float *y)
 {
     const void *p[3] = {x, wt, y};
-    return op_run(&cv->fwd, p);
+    return op_run(&cv->fwd, p, 0);
 }
 
 int lwl_conv_bwd_data(lwl_conv *cv, const float *dy, const float *wt, float *dx)
 {
     const void *p[3] = {dy, wt, dx};
-    return op_run(&cv->bdata, p);
+    return op_run(&cv->bdata, p, 0);
 }
 
 int lwl_conv_bwd_weights(lwl_conv *cv, const float *x, const float *dy, float *dwt)
 {
     const void *p[3] = {x, dy, dwt};
-    return op_run(&cv->bwts, p);
+    return op_run(&cv->bwts, p, 0);
+}
+
+int lwl_conv_bwd_weights_add(lwl_conv *cv, const float *x, const float *dy, float *dwt)
+{
+    const void *p[3] = {x, dy, dwt};
+    return op_run(&cv->bwts, p, 1);
 }
 
 void lwl_conv_free(lwl_conv *cv)
 {
     if (!cv)
         return;
+    if (cv->counted) {
+        nn_convs--;
+        nn_wino_fwd -= (cv->algo & LWL_CONV_WINO_FWD) != 0;
+        nn_wino_bdata -= (cv->algo & LWL_CONV_WINO_BWD_DATA) != 0;
+    }
     op_free(&cv->fwd);
     op_free(&cv->bdata);
     op_free(&cv->bwts);
@@ -507,12 +663,12 @@ static int pool_ops(lwl_pool *p, dnnl_primitive_attr_t attr)
     if (!wmd || dnnl_memory_desc_get_size(wmd) == 0)
         NN_FAIL("oneDNN max pooling gives no workspace");
     DNNL(dnnl_memory_create(&p->workspace, wmd, nn_engine, DNNL_MEMORY_ALLOCATE));
-    if (op_init(&p->fwd, fpd) || op_arg(&p->fwd, fpd, dnnl_query_src_md, &x, DNNL_ARG_SRC, 0) ||
-        op_arg(&p->fwd, fpd, dnnl_query_dst_md, &y, DNNL_ARG_DST, 1))
+    if (op_init(&p->fwd, fpd) || op_arg(&p->fwd, fpd, dnnl_query_src_md, &x, DNNL_ARG_SRC, 0, 0) ||
+        op_arg(&p->fwd, fpd, dnnl_query_dst_md, &y, DNNL_ARG_DST, 1, 0))
         goto fail;
     if (op_init(&p->bwd, bpd) ||
-        op_arg(&p->bwd, bpd, dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0) ||
-        op_arg(&p->bwd, bpd, dnnl_query_diff_src_md, &x, DNNL_ARG_DIFF_SRC, 1))
+        op_arg(&p->bwd, bpd, dnnl_query_diff_dst_md, &y, DNNL_ARG_DIFF_DST, 0, 0) ||
+        op_arg(&p->bwd, bpd, dnnl_query_diff_src_md, &x, DNNL_ARG_DIFF_SRC, 1, 0))
         goto fail;
     p->fwd.workspace = p->workspace;
     p->bwd.workspace = p->workspace;
@@ -578,13 +734,13 @@ lwl_pool *lwl_maxpool_new_act(int n, int c, int h, int w, int k, int stride, int
 int lwl_maxpool_fwd(lwl_pool *p, const float *x, float *y)
 {
     const void *ptr[2] = {x, y};
-    return op_run(&p->fwd, ptr);
+    return op_run(&p->fwd, ptr, 0);
 }
 
 int lwl_maxpool_bwd(lwl_pool *p, const float *dy, float *dx)
 {
     const void *ptr[2] = {dy, dx};
-    return op_run(&p->bwd, ptr);
+    return op_run(&p->bwd, ptr, 0);
 }
 
 void lwl_maxpool_free(lwl_pool *p)

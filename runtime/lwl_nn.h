@@ -30,12 +30,30 @@ void lwl_conv_out_hw(const lwl_conv *cv, int *oh, int *ow);
 /* The same with x, y, dx, dy in the activation layout (weights stay OIHW). */
 lwl_conv *lwl_conv_new_act(int n, int c, int h, int w, int k, int r, int s, int stride,
                            int pad);
+/* Algorithms: direct unless algo asks for oneDNN's Winograd F(4x4, 3x3) kernels, which do
+ * fewer multiplications for a little more rounding: LWL_CONV_WINO_FWD for the forward,
+ * LWL_CONV_WINO_BWD_DATA for the input gradient (the weight gradient stays direct). A
+ * direction oneDNN has no Winograd kernel for (this CPU, this shape) stays direct;
+ * lwl_conv_algo says what was made, lwl_nn_conv_algos counts it over the convolutions alive. */
+enum { LWL_CONV_WINO_FWD = 1, LWL_CONV_WINO_BWD_DATA = 2 };
+lwl_conv *lwl_conv_new_algo(int n, int c, int h, int w, int k, int r, int s, int stride, int pad,
+                            int act, int algo);
+int lwl_conv_algo(const lwl_conv *cv);
+void lwl_nn_conv_algos(int *convs, int *wino_fwd, int *wino_bwd_data);
 int lwl_conv_fwd(lwl_conv *cv, const float *x, const float *wt, float *y);
 /* dx (n, c, h, w) = gradient of the input from dy (n, k, oh, ow); overwrites dx. */
 int lwl_conv_bwd_data(lwl_conv *cv, const float *dy, const float *wt, float *dx);
-/* dwt (k, c, r, s) = gradient of the weights; overwrites dwt (callers accumulate themselves). */
+/* dwt (k, c, r, s) = gradient of the weights; overwrites dwt. */
 int lwl_conv_bwd_weights(lwl_conv *cv, const float *x, const float *dy, float *dwt);
+/* The same added into dwt: dwt += gradient, in one pass from oneDNN's layout. */
+int lwl_conv_bwd_weights_add(lwl_conv *cv, const float *x, const float *dy, float *dwt);
 void lwl_conv_free(lwl_conv *cv);
+
+/* Weight holds: between lwl_nn_hold_weights(1) and lwl_nn_hold_weights(0) the caller promises
+ * that the weight tensors it gives the convolutions do not change, and each convolution
+ * reorders a weight tensor into its preferred layout once (two tensors per forward: online
+ * and target) instead of on every call. A new hold forgets the last one's tensors. */
+void lwl_nn_hold_weights(int hold);
 
 /* Max pooling k x k with stride and padding (padding never wins; ResNet's stem: 3, 2, 1).
  * x (n, c, h, w), y (n, c, oh, ow), oh = (h + 2 pad - k) / stride + 1. fwd keeps the positions

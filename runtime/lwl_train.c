@@ -3,6 +3,7 @@
  * checkpoints through a temporary file and exact resume, features, the
  * step dump for checking against other implementations, and the bench. */
 #include "lwl_train.h"
+#include "lwl_nn.h"
 
 #include <errno.h>
 #include <math.h>
@@ -609,6 +610,11 @@ static void settings(const run *r, long spe, long total, long start)
     if (r->world > 1)
         run_say(r, "  %-22s %d (%s), %d images each per step\n", "ranks", r->world,
                 lwl_comm_ranks()->launcher, r->nb);
+    int convs, wf, wb;
+    lwl_nn_conv_algos(&convs, &wf, &wb);
+    if (convs)
+        run_say(r, "  %-22s %d: Winograd forward %d, Winograd input gradient %d, direct the rest\n",
+                "CPU convolutions", convs, wf, wb);
     run_say(r, "  %-22s %d\n  %-22s %s\n\n", "threads", r->o.threads, "out", r->o.out);
 }
 

@@ -30,6 +30,9 @@ static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C
 static int act_blk = 1;
 #define ACT_BLK(c) ((c) % act_blk ? 1 : act_blk)
 
+/* The convolutions lwlc gives Winograd kernels (forward and input gradient) */
+#define WINO (LWL_CONV_WINO_FWD | LWL_CONV_WINO_BWD_DATA)
+
 /* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one
  * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks
  * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0
@@ -68,14 +71,13 @@ static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
 }
 
 /* The weight gradient of each chunk, added to that chunk's gradient g
- * (+ k PARAM_FLOATS). */
-static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)
+ * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */
+static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)
 {
     size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
-    for (int k = 0; k < nc; k++) {
-        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));
-        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);
-    }
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,
+                                    g + (size_t)k * PARAM_FLOATS));
     return 0;
 }
 
@@ -232,26 +234,48 @@ int net_init(int threads, int rank, int ranks)
     /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */
     CK(cpu_ops_init(544, GROUPS, 512));
     CK((act_blk = lwl_nn_act_block()) < 0);
-    CK(!(conv[0] = lwl_conv_new_act(CHUNK, 3, 32, 32, 64, 3, 3, 1, 1)));  /* conv1 */
-    CK(!(conv[1] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv1 */
-    CK(!(conv[2] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
-    CK(!(conv[3] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv1 */
-    CK(!(conv[4] = lwl_conv_new_act(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
-    CK(!(conv[5] = lwl_conv_new_act(CHUNK, 64, 32, 32, 128, 3, 3, 2, 1)));  /* layer2.0.conv1 */
-    CK(!(conv[6] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.0.conv2 */
-    CK(!(conv[7] = lwl_conv_new_act(CHUNK, 64, 32, 32, 128, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
-    CK(!(conv[8] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv1 */
-    CK(!(conv[9] = lwl_conv_new_act(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
-    CK(!(conv[10] = lwl_conv_new_act(CHUNK, 128, 16, 16, 256, 3, 3, 2, 1)));  /* layer3.0.conv1 */
-    CK(!(conv[11] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.0.conv2 */
-    CK(!(conv[12] = lwl_conv_new_act(CHUNK, 128, 16, 16, 256, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
-    CK(!(conv[13] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv1 */
-    CK(!(conv[14] = lwl_conv_new_act(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
-    CK(!(conv[15] = lwl_conv_new_act(CHUNK, 256, 8, 8, 512, 3, 3, 2, 1)));  /* layer4.0.conv1 */
-    CK(!(conv[16] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.0.conv2 */
-    CK(!(conv[17] = lwl_conv_new_act(CHUNK, 256, 8, 8, 512, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
-    CK(!(conv[18] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv1 */
-    CK(!(conv[19] = lwl_conv_new_act(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
+    /* 3x3 stride-1 convolutions with outputs of 8x8 and more: Winograd forward and
+     * backward-data kernels where oneDNN has them for this CPU (lwlc's plan.c) */
+    /* conv1 */
+    CK(!(conv[0] = lwl_conv_new_algo(CHUNK, 3, 32, 32, 64, 3, 3, 1, 1, 1, 0)));
+    /* layer1.0.conv1: Winograd */
+    CK(!(conv[1] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.0.conv2: Winograd */
+    CK(!(conv[2] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.1.conv1: Winograd */
+    CK(!(conv[3] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.1.conv2: Winograd */
+    CK(!(conv[4] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.0.conv1 */
+    CK(!(conv[5] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 128, 3, 3, 2, 1, 1, 0)));
+    /* layer2.0.conv2: Winograd */
+    CK(!(conv[6] = lwl_conv_new_algo(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.0.downsample.0 */
+    CK(!(conv[7] = lwl_conv_new_algo(CHUNK, 64, 32, 32, 128, 1, 1, 2, 0, 1, 0)));
+    /* layer2.1.conv1: Winograd */
+    CK(!(conv[8] = lwl_conv_new_algo(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.1.conv2: Winograd */
+    CK(!(conv[9] = lwl_conv_new_algo(CHUNK, 128, 16, 16, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.0.conv1 */
+    CK(!(conv[10] = lwl_conv_new_algo(CHUNK, 128, 16, 16, 256, 3, 3, 2, 1, 1, 0)));
+    /* layer3.0.conv2: Winograd */
+    CK(!(conv[11] = lwl_conv_new_algo(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.0.downsample.0 */
+    CK(!(conv[12] = lwl_conv_new_algo(CHUNK, 128, 16, 16, 256, 1, 1, 2, 0, 1, 0)));
+    /* layer3.1.conv1: Winograd */
+    CK(!(conv[13] = lwl_conv_new_algo(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.1.conv2: Winograd */
+    CK(!(conv[14] = lwl_conv_new_algo(CHUNK, 256, 8, 8, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer4.0.conv1 */
+    CK(!(conv[15] = lwl_conv_new_algo(CHUNK, 256, 8, 8, 512, 3, 3, 2, 1, 1, 0)));
+    /* layer4.0.conv2 */
+    CK(!(conv[16] = lwl_conv_new_algo(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1, 1, 0)));
+    /* layer4.0.downsample.0 */
+    CK(!(conv[17] = lwl_conv_new_algo(CHUNK, 256, 8, 8, 512, 1, 1, 2, 0, 1, 0)));
+    /* layer4.1.conv1 */
+    CK(!(conv[18] = lwl_conv_new_algo(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1, 1, 0)));
+    /* layer4.1.conv2 */
+    CK(!(conv[19] = lwl_conv_new_algo(CHUNK, 512, 4, 4, 512, 3, 3, 1, 1, 1, 0)));
     CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, 4, 4)));
     return 0;
 }
@@ -571,13 +595,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 46497792u, S0, NULL, S1, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 11167808u, st + 8576u, st + 9088u,
                  GRADS + 11167808u, GRADS + 11168320u, PARAM_FLOATS);
-    CK(conv_bwd_weights(19, a + 46235648u, S1, GRADS + 8808512u, 2359296u));
+    CK(conv_bwd_weights(19, a + 46235648u, S1, GRADS + 8808512u));
     CK(conv_bwd_data(19, S1, PARAMS + 8808512u, S2));
     /* layer4.1.conv1: 512x4x4 -> 512x4x4, 3x3 stride 1; layer4.1.bn1 + ReLU */
     bn_train_bwd(a + 45973504u, S2, a + 46235648u, S2, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 8807488u, st + 7552u, st + 8064u,
                  GRADS + 8807488u, GRADS + 8808000u, PARAM_FLOATS);
-    CK(conv_bwd_weights(18, a + 45711360u, S2, GRADS + 6448192u, 2359296u));
+    CK(conv_bwd_weights(18, a + 45711360u, S2, GRADS + 6448192u));
     CK(conv_bwd_data(18, S2, PARAMS + 6448192u, S1));
     add_into(S1, S0, (size_t)nb * 8192u);
 
@@ -587,19 +611,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 44662784u, S1, NULL, S2, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 6315072u, st + 5504u, st + 6016u,
                  GRADS + 6315072u, GRADS + 6315584u, PARAM_FLOATS);
-    CK(conv_bwd_weights(16, a + 44400640u, S2, GRADS + 3955776u, 2359296u));
+    CK(conv_bwd_weights(16, a + 44400640u, S2, GRADS + 3955776u));
     CK(conv_bwd_data(16, S2, PARAMS + 3955776u, S3));
     /* layer4.0.conv1: 256x8x8 -> 512x4x4, 3x3 stride 2; layer4.0.bn1 + ReLU */
     bn_train_bwd(a + 44138496u, S3, a + 44400640u, S3, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 3954752u, st + 4480u, st + 4992u,
                  GRADS + 3954752u, GRADS + 3955264u, PARAM_FLOATS);
-    CK(conv_bwd_weights(15, a + 43614208u, S3, GRADS + 2775104u, 1179648u));
+    CK(conv_bwd_weights(15, a + 43614208u, S3, GRADS + 2775104u));
     CK(conv_bwd_data(15, S3, PARAMS + 2775104u, S2));
     /* layer4.0.downsample.0: 256x8x8 -> 512x4x4, 1x1 stride 2; layer4.0.downsample.1 */
     bn_train_bwd(a + 45187072u, S1, NULL, S3, nb, 512, 16, ng, nc, ACT_BLK(512),
                  PARAMS + 6447168u, st + 6528u, st + 7040u,
                  GRADS + 6447168u, GRADS + 6447680u, PARAM_FLOATS);
-    CK(conv_bwd_weights(17, a + 43614208u, S3, GRADS + 6316096u, 131072u));
+    CK(conv_bwd_weights(17, a + 43614208u, S3, GRADS + 6316096u));
     CK(conv_bwd_data(17, S3, PARAMS + 6316096u, S0));
     add_into(S2, S0, (size_t)nb * 16384u);
 
@@ -609,13 +633,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 42565632u, S2, NULL, S3, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 2774592u, st + 3968u, st + 4224u,
                  GRADS + 2774592u, GRADS + 2774848u, PARAM_FLOATS);
-    CK(conv_bwd_weights(14, a + 42041344u, S3, GRADS + 2184768u, 589824u));
+    CK(conv_bwd_weights(14, a + 42041344u, S3, GRADS + 2184768u));
     CK(conv_bwd_data(14, S3, PARAMS + 2184768u, S0));
     /* layer3.1.conv1: 256x8x8 -> 256x8x8, 3x3 stride 1; layer3.1.bn1 + ReLU */
     bn_train_bwd(a + 41517056u, S0, a + 42041344u, S0, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 2184256u, st + 3456u, st + 3712u,
                  GRADS + 2184256u, GRADS + 2184512u, PARAM_FLOATS);
-    CK(conv_bwd_weights(13, a + 40992768u, S0, GRADS + 1594432u, 589824u));
+    CK(conv_bwd_weights(13, a + 40992768u, S0, GRADS + 1594432u));
     CK(conv_bwd_data(13, S0, PARAMS + 1594432u, S3));
     add_into(S3, S2, (size_t)nb * 16384u);
 
@@ -625,19 +649,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 38895616u, S3, NULL, S0, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 1560640u, st + 2432u, st + 2688u,
                  GRADS + 1560640u, GRADS + 1560896u, PARAM_FLOATS);
-    CK(conv_bwd_weights(11, a + 38371328u, S0, GRADS + 970816u, 589824u));
+    CK(conv_bwd_weights(11, a + 38371328u, S0, GRADS + 970816u));
     CK(conv_bwd_data(11, S0, PARAMS + 970816u, S1));
     /* layer3.0.conv1: 128x16x16 -> 256x8x8, 3x3 stride 2; layer3.0.bn1 + ReLU */
     bn_train_bwd(a + 37847040u, S1, a + 38371328u, S1, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 970304u, st + 1920u, st + 2176u,
                  GRADS + 970304u, GRADS + 970560u, PARAM_FLOATS);
-    CK(conv_bwd_weights(10, a + 36798464u, S1, GRADS + 675392u, 294912u));
+    CK(conv_bwd_weights(10, a + 36798464u, S1, GRADS + 675392u));
     CK(conv_bwd_data(10, S1, PARAMS + 675392u, S0));
     /* layer3.0.downsample.0: 128x16x16 -> 256x8x8, 1x1 stride 2; layer3.0.downsample.1 */
     bn_train_bwd(a + 39944192u, S3, NULL, S1, nb, 256, 64, ng, nc, ACT_BLK(256),
                  PARAMS + 1593920u, st + 2944u, st + 3200u,
                  GRADS + 1593920u, GRADS + 1594176u, PARAM_FLOATS);
-    CK(conv_bwd_weights(12, a + 36798464u, S1, GRADS + 1561152u, 32768u));
+    CK(conv_bwd_weights(12, a + 36798464u, S1, GRADS + 1561152u));
     CK(conv_bwd_data(12, S1, PARAMS + 1561152u, S2));
     add_into(S0, S2, (size_t)nb * 32768u);
 
@@ -647,13 +671,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 34701312u, S0, NULL, S1, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 675136u, st + 1664u, st + 1792u,
                  GRADS + 675136u, GRADS + 675264u, PARAM_FLOATS);
-    CK(conv_bwd_weights(9, a + 33652736u, S1, GRADS + 527680u, 147456u));
+    CK(conv_bwd_weights(9, a + 33652736u, S1, GRADS + 527680u));
     CK(conv_bwd_data(9, S1, PARAMS + 527680u, S2));
     /* layer2.1.conv1: 128x16x16 -> 128x16x16, 3x3 stride 1; layer2.1.bn1 + ReLU */
     bn_train_bwd(a + 32604160u, S2, a + 33652736u, S2, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 527424u, st + 1408u, st + 1536u,
                  GRADS + 527424u, GRADS + 527552u, PARAM_FLOATS);
-    CK(conv_bwd_weights(8, a + 31555584u, S2, GRADS + 379968u, 147456u));
+    CK(conv_bwd_weights(8, a + 31555584u, S2, GRADS + 379968u));
     CK(conv_bwd_data(8, S2, PARAMS + 379968u, S1));
     add_into(S1, S0, (size_t)nb * 32768u);
 
@@ -663,19 +687,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 27361280u, S1, NULL, S2, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 371264u, st + 896u, st + 1024u,
                  GRADS + 371264u, GRADS + 371392u, PARAM_FLOATS);
-    CK(conv_bwd_weights(6, a + 26312704u, S2, GRADS + 223808u, 147456u));
+    CK(conv_bwd_weights(6, a + 26312704u, S2, GRADS + 223808u));
     CK(conv_bwd_data(6, S2, PARAMS + 223808u, S3));
     /* layer2.0.conv1: 64x32x32 -> 128x16x16, 3x3 stride 2; layer2.0.bn1 + ReLU */
     bn_train_bwd(a + 25264128u, S3, a + 26312704u, S3, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 223552u, st + 640u, st + 768u,
                  GRADS + 223552u, GRADS + 223680u, PARAM_FLOATS);
-    CK(conv_bwd_weights(5, a + 23166976u, S3, GRADS + 149824u, 73728u));
+    CK(conv_bwd_weights(5, a + 23166976u, S3, GRADS + 149824u));
     CK(conv_bwd_data(5, S3, PARAMS + 149824u, S2));
     /* layer2.0.downsample.0: 64x32x32 -> 128x16x16, 1x1 stride 2; layer2.0.downsample.1 */
     bn_train_bwd(a + 29458432u, S1, NULL, S3, nb, 128, 256, ng, nc, ACT_BLK(128),
                  PARAMS + 379712u, st + 1152u, st + 1280u,
                  GRADS + 379712u, GRADS + 379840u, PARAM_FLOATS);
-    CK(conv_bwd_weights(7, a + 23166976u, S3, GRADS + 371520u, 8192u));
+    CK(conv_bwd_weights(7, a + 23166976u, S3, GRADS + 371520u));
     CK(conv_bwd_data(7, S3, PARAMS + 371520u, S0));
     add_into(S2, S0, (size_t)nb * 65536u);
 
@@ -685,13 +709,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 18972672u, S2, NULL, S3, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 149696u, st + 512u, st + 576u,
                  GRADS + 149696u, GRADS + 149760u, PARAM_FLOATS);
-    CK(conv_bwd_weights(4, a + 16875520u, S3, GRADS + 112832u, 36864u));
+    CK(conv_bwd_weights(4, a + 16875520u, S3, GRADS + 112832u));
     CK(conv_bwd_data(4, S3, PARAMS + 112832u, S0));
     /* layer1.1.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.1.bn1 + ReLU */
     bn_train_bwd(a + 14778368u, S0, a + 16875520u, S0, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 112704u, st + 384u, st + 448u,
                  GRADS + 112704u, GRADS + 112768u, PARAM_FLOATS);
-    CK(conv_bwd_weights(3, a + 12681216u, S0, GRADS + 75840u, 36864u));
+    CK(conv_bwd_weights(3, a + 12681216u, S0, GRADS + 75840u));
     CK(conv_bwd_data(3, S0, PARAMS + 75840u, S3));
     add_into(S3, S2, (size_t)nb * 65536u);
 
@@ -701,13 +725,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 8486912u, S3, NULL, S0, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 75712u, st + 256u, st + 320u,
                  GRADS + 75712u, GRADS + 75776u, PARAM_FLOATS);
-    CK(conv_bwd_weights(2, a + 6389760u, S0, GRADS + 38848u, 36864u));
+    CK(conv_bwd_weights(2, a + 6389760u, S0, GRADS + 38848u));
     CK(conv_bwd_data(2, S0, PARAMS + 38848u, S1));
     /* layer1.0.conv1: 64x32x32 -> 64x32x32, 3x3 stride 1; layer1.0.bn1 + ReLU */
     bn_train_bwd(a + 4292608u, S1, a + 6389760u, S1, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 38720u, st + 128u, st + 192u,
                  GRADS + 38720u, GRADS + 38784u, PARAM_FLOATS);
-    CK(conv_bwd_weights(1, a + 2195456u, S1, GRADS + 1856u, 36864u));
+    CK(conv_bwd_weights(1, a + 2195456u, S1, GRADS + 1856u));
     CK(conv_bwd_data(1, S1, PARAMS + 1856u, S0));
     add_into(S0, S3, (size_t)nb * 65536u);
 
@@ -716,7 +740,7 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool)
     bn_train_bwd(a + 98304u, S0, a + 2195456u, S1, nb, 64, 1024, ng, nc, ACT_BLK(64),
                  PARAMS + 1728u, st + 0u, st + 64u,
                  GRADS + 1728u, GRADS + 1792u, PARAM_FLOATS);
-    CK(conv_bwd_weights(0, a + 0u, S1, GRADS + 0u, 1728u));
+    CK(conv_bwd_weights(0, a + 0u, S1, GRADS + 0u));
     return 0;
 }
 
@@ -901,12 +925,11 @@ static void ema_step(float m)
     ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);
 }
 
-/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:
- * target forward, online forward, the symmetric loss, backward, the
- * gradients averaged over the ranks, the optimiser at lr, then the target's
- * average with momentum ema. *loss is the mean over the ranks. */
-int net_step(const float *view1, const float *view2, float lr, float ema, int first,
-             double *loss)
+/* The gradients of a step on the two views (nb, 3, SIZE, SIZE) each: target
+ * forward, online forward, the symmetric loss, backward, the gradients
+ * averaged over the ranks. *loss is the mean over the ranks; 1 if it is not
+ * finite. */
+static int step_grads(const float *view1, const float *view2, double *loss)
 {
     const float *views[2] = { view1, view2 };
     size_t image = sizeof(float) * (size_t)nb * 3072u;
@@ -948,6 +971,20 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
         CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));
     }
 
+    return 0;
+}
+
+/* One pre-training step: its gradients with the weights held (each convolution
+ * reorders the online and the target weights once, not on every call), the
+ * optimiser at lr, then the target's average with momentum ema. */
+int net_step(const float *view1, const float *view2, float lr, float ema, int first,
+             double *loss)
+{
+    lwl_nn_hold_weights(1);
+    int r = step_grads(view1, view2, loss);
+    lwl_nn_hold_weights(0);
+    if (r != 0)
+        return r;
     optimizer_step(lr, first);
     ema_step(ema);
     return 0;

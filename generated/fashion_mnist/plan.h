@@ -29,7 +29,7 @@
 #define BUF_FLOATS 13696u    /* all groups */
 #define TARGET_PARAM_FLOATS 11826240u
 #define TARGET_BUF_FLOATS 11648u
-#define ARENA_FLOATS 214283392u  /* 817.4 MiB */
+#define ARENA_FLOATS 211924096u  /* 808.4 MiB */
 
 /* Slots of the arena (floats from its start). */
 #define PARAMS (net_arena + 0u)   /* 12090432: online parameters, see net_params_info */
@@ -48,86 +48,85 @@
 #define S1 (net_arena + 192101504u)   /* 2097152: backward scratch, the largest activation */
 #define S2 (net_arena + 194198656u)   /* 2097152: backward scratch, the largest activation */
 #define S3 (net_arena + 196295808u)   /* 2097152: backward scratch, the largest activation */
-#define WS (net_arena + 198392960u)   /* 2359296: a conv weight gradient before it is added */
-#define H1_X (net_arena + 200752256u)   /* 262144: (B, C, P) layer4's output in plain layout */
-#define H1_U (net_arena + 201014400u)   /* 278528: (rows_u, C) pooled vector and positions */
-#define H1_Z (net_arena + 201292928u)   /* 69632: (rows_u, D) proj output */
-#define H1_ZG (net_arena + 201362560u)   /* 4096: (B, D) global embedding */
-#define H1_QG (net_arena + 201366656u)   /* 4096: (B, D) predictor output */
-#define H1_DQG (net_arena + 201370752u)   /* 4096: (B, D) its gradient */
-#define H1_PROJ_H1 (net_arena + 201374848u)   /* 278528: (rows, hidden) before BN */
-#define H1_PROJ_H2 (net_arena + 201653376u)   /* 278528: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_MEAN (net_arena + 201931904u)   /* 512: (groups, hidden) */
-#define H1_PROJ_INVSTD (net_arena + 201932416u)   /* 512: (groups, hidden) */
-#define H1_PRED_H1 (net_arena + 201932928u)   /* 16384: (rows, hidden) before BN */
-#define H1_PRED_H2 (net_arena + 201949312u)   /* 16384: (rows, hidden) after BN + ReLU */
-#define H1_PRED_MEAN (net_arena + 201965696u)   /* 512: (groups, hidden) */
-#define H1_PRED_INVSTD (net_arena + 201966208u)   /* 512: (groups, hidden) */
-#define H1_AM (net_arena + 201966720u)   /* 65536: (B, D, P) alignment maps */
-#define H1_O (net_arena + 202032256u)   /* 524288: (B K, C) aligned features */
-#define H1_ZO (net_arena + 202556544u)   /* 131072: (B K, D) proj_obj output */
-#define H1_QO (net_arena + 202687616u)   /* 131072: (B K, D) predictor_obj output */
-#define H1_DQO (net_arena + 202818688u)   /* 131072: (B K, D) its gradient */
-#define H1_PROJ_OBJ_H1 (net_arena + 202949760u)   /* 524288: (rows, hidden) before BN */
-#define H1_PROJ_OBJ_H2 (net_arena + 203474048u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_OBJ_MEAN (net_arena + 203998336u)   /* 512: (groups, hidden) */
-#define H1_PROJ_OBJ_INVSTD (net_arena + 203998848u)   /* 512: (groups, hidden) */
-#define H1_PRED_OBJ_H1 (net_arena + 203999360u)   /* 524288: (rows, hidden) before BN */
-#define H1_PRED_OBJ_H2 (net_arena + 204523648u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H1_PRED_OBJ_MEAN (net_arena + 205047936u)   /* 512: (groups, hidden) */
-#define H1_PRED_OBJ_INVSTD (net_arena + 205048448u)   /* 512: (groups, hidden) */
-#define T1_ZG (net_arena + 205048960u)   /* 4096: (B, D) target global embedding */
-#define T1_ZO (net_arena + 205053056u)   /* 131072: (B K, D) target aligned embedding */
-#define H2_X (net_arena + 205184128u)   /* 262144: (B, C, P) layer4's output in plain layout */
-#define H2_U (net_arena + 205446272u)   /* 278528: (rows_u, C) pooled vector and positions */
-#define H2_Z (net_arena + 205724800u)   /* 69632: (rows_u, D) proj output */
-#define H2_ZG (net_arena + 205794432u)   /* 4096: (B, D) global embedding */
-#define H2_QG (net_arena + 205798528u)   /* 4096: (B, D) predictor output */
-#define H2_DQG (net_arena + 205802624u)   /* 4096: (B, D) its gradient */
-#define H2_PROJ_H1 (net_arena + 205806720u)   /* 278528: (rows, hidden) before BN */
-#define H2_PROJ_H2 (net_arena + 206085248u)   /* 278528: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_MEAN (net_arena + 206363776u)   /* 512: (groups, hidden) */
-#define H2_PROJ_INVSTD (net_arena + 206364288u)   /* 512: (groups, hidden) */
-#define H2_PRED_H1 (net_arena + 206364800u)   /* 16384: (rows, hidden) before BN */
-#define H2_PRED_H2 (net_arena + 206381184u)   /* 16384: (rows, hidden) after BN + ReLU */
-#define H2_PRED_MEAN (net_arena + 206397568u)   /* 512: (groups, hidden) */
-#define H2_PRED_INVSTD (net_arena + 206398080u)   /* 512: (groups, hidden) */
-#define H2_AM (net_arena + 206398592u)   /* 65536: (B, D, P) alignment maps */
-#define H2_O (net_arena + 206464128u)   /* 524288: (B K, C) aligned features */
-#define H2_ZO (net_arena + 206988416u)   /* 131072: (B K, D) proj_obj output */
-#define H2_QO (net_arena + 207119488u)   /* 131072: (B K, D) predictor_obj output */
-#define H2_DQO (net_arena + 207250560u)   /* 131072: (B K, D) its gradient */
-#define H2_PROJ_OBJ_H1 (net_arena + 207381632u)   /* 524288: (rows, hidden) before BN */
-#define H2_PROJ_OBJ_H2 (net_arena + 207905920u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_OBJ_MEAN (net_arena + 208430208u)   /* 512: (groups, hidden) */
-#define H2_PROJ_OBJ_INVSTD (net_arena + 208430720u)   /* 512: (groups, hidden) */
-#define H2_PRED_OBJ_H1 (net_arena + 208431232u)   /* 524288: (rows, hidden) before BN */
-#define H2_PRED_OBJ_H2 (net_arena + 208955520u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H2_PRED_OBJ_MEAN (net_arena + 209479808u)   /* 512: (groups, hidden) */
-#define H2_PRED_OBJ_INVSTD (net_arena + 209480320u)   /* 512: (groups, hidden) */
-#define T2_ZG (net_arena + 209480832u)   /* 4096: (B, D) target global embedding */
-#define T2_ZO (net_arena + 209484928u)   /* 131072: (B K, D) target aligned embedding */
-#define TH_X (net_arena + 209616000u)   /* 262144: target head scratch: (B, C, P) plain layer4 */
-#define TH_U (net_arena + 209878144u)   /* 278528: (rows_u, C) */
-#define TH_Z (net_arena + 210156672u)   /* 69632: (rows_u, D) */
-#define TH_PROJ_H1 (net_arena + 210226304u)   /* 278528: (rows, hidden) before BN */
-#define TH_PROJ_H2 (net_arena + 210504832u)   /* 278528: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_MEAN (net_arena + 210783360u)   /* 512: (groups, hidden) */
-#define TH_PROJ_INVSTD (net_arena + 210783872u)   /* 512: (groups, hidden) */
-#define TH_AM (net_arena + 210784384u)   /* 65536: (B, D, P) */
-#define TH_O (net_arena + 210849920u)   /* 524288: (B K, C) */
-#define TH_PROJ_OBJ_H1 (net_arena + 211374208u)   /* 524288: (rows, hidden) before BN */
-#define TH_PROJ_OBJ_H2 (net_arena + 211898496u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_OBJ_MEAN (net_arena + 212422784u)   /* 512: (groups, hidden) */
-#define TH_PROJ_OBJ_INVSTD (net_arena + 212423296u)   /* 512: (groups, hidden) */
-#define D_X (net_arena + 212423808u)   /* 262144: backward: (B, C, P) plain d(layer4 output) */
-#define D_ZG (net_arena + 212685952u)   /* 4096: (B, D) */
-#define D_Z (net_arena + 212690048u)   /* 69632: (rows_u, D) */
-#define D_U (net_arena + 212759680u)   /* 278528: (rows_u, C) */
-#define D_TMP (net_arena + 213038208u)   /* 524288: (rows, hidden) inside an MLP backward */
-#define D_ZO (net_arena + 213562496u)   /* 131072: (B K, D) */
-#define D_O (net_arena + 213693568u)   /* 524288: (B K, C) */
-#define D_AM (net_arena + 214217856u)   /* 65536: (B, D, P) */
+#define H1_X (net_arena + 198392960u)   /* 262144: (B, C, P) layer4's output in plain layout */
+#define H1_U (net_arena + 198655104u)   /* 278528: (rows_u, C) pooled vector and positions */
+#define H1_Z (net_arena + 198933632u)   /* 69632: (rows_u, D) proj output */
+#define H1_ZG (net_arena + 199003264u)   /* 4096: (B, D) global embedding */
+#define H1_QG (net_arena + 199007360u)   /* 4096: (B, D) predictor output */
+#define H1_DQG (net_arena + 199011456u)   /* 4096: (B, D) its gradient */
+#define H1_PROJ_H1 (net_arena + 199015552u)   /* 278528: (rows, hidden) before BN */
+#define H1_PROJ_H2 (net_arena + 199294080u)   /* 278528: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_MEAN (net_arena + 199572608u)   /* 512: (groups, hidden) */
+#define H1_PROJ_INVSTD (net_arena + 199573120u)   /* 512: (groups, hidden) */
+#define H1_PRED_H1 (net_arena + 199573632u)   /* 16384: (rows, hidden) before BN */
+#define H1_PRED_H2 (net_arena + 199590016u)   /* 16384: (rows, hidden) after BN + ReLU */
+#define H1_PRED_MEAN (net_arena + 199606400u)   /* 512: (groups, hidden) */
+#define H1_PRED_INVSTD (net_arena + 199606912u)   /* 512: (groups, hidden) */
+#define H1_AM (net_arena + 199607424u)   /* 65536: (B, D, P) alignment maps */
+#define H1_O (net_arena + 199672960u)   /* 524288: (B K, C) aligned features */
+#define H1_ZO (net_arena + 200197248u)   /* 131072: (B K, D) proj_obj output */
+#define H1_QO (net_arena + 200328320u)   /* 131072: (B K, D) predictor_obj output */
+#define H1_DQO (net_arena + 200459392u)   /* 131072: (B K, D) its gradient */
+#define H1_PROJ_OBJ_H1 (net_arena + 200590464u)   /* 524288: (rows, hidden) before BN */
+#define H1_PROJ_OBJ_H2 (net_arena + 201114752u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_OBJ_MEAN (net_arena + 201639040u)   /* 512: (groups, hidden) */
+#define H1_PROJ_OBJ_INVSTD (net_arena + 201639552u)   /* 512: (groups, hidden) */
+#define H1_PRED_OBJ_H1 (net_arena + 201640064u)   /* 524288: (rows, hidden) before BN */
+#define H1_PRED_OBJ_H2 (net_arena + 202164352u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H1_PRED_OBJ_MEAN (net_arena + 202688640u)   /* 512: (groups, hidden) */
+#define H1_PRED_OBJ_INVSTD (net_arena + 202689152u)   /* 512: (groups, hidden) */
+#define T1_ZG (net_arena + 202689664u)   /* 4096: (B, D) target global embedding */
+#define T1_ZO (net_arena + 202693760u)   /* 131072: (B K, D) target aligned embedding */
+#define H2_X (net_arena + 202824832u)   /* 262144: (B, C, P) layer4's output in plain layout */
+#define H2_U (net_arena + 203086976u)   /* 278528: (rows_u, C) pooled vector and positions */
+#define H2_Z (net_arena + 203365504u)   /* 69632: (rows_u, D) proj output */
+#define H2_ZG (net_arena + 203435136u)   /* 4096: (B, D) global embedding */
+#define H2_QG (net_arena + 203439232u)   /* 4096: (B, D) predictor output */
+#define H2_DQG (net_arena + 203443328u)   /* 4096: (B, D) its gradient */
+#define H2_PROJ_H1 (net_arena + 203447424u)   /* 278528: (rows, hidden) before BN */
+#define H2_PROJ_H2 (net_arena + 203725952u)   /* 278528: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_MEAN (net_arena + 204004480u)   /* 512: (groups, hidden) */
+#define H2_PROJ_INVSTD (net_arena + 204004992u)   /* 512: (groups, hidden) */
+#define H2_PRED_H1 (net_arena + 204005504u)   /* 16384: (rows, hidden) before BN */
+#define H2_PRED_H2 (net_arena + 204021888u)   /* 16384: (rows, hidden) after BN + ReLU */
+#define H2_PRED_MEAN (net_arena + 204038272u)   /* 512: (groups, hidden) */
+#define H2_PRED_INVSTD (net_arena + 204038784u)   /* 512: (groups, hidden) */
+#define H2_AM (net_arena + 204039296u)   /* 65536: (B, D, P) alignment maps */
+#define H2_O (net_arena + 204104832u)   /* 524288: (B K, C) aligned features */
+#define H2_ZO (net_arena + 204629120u)   /* 131072: (B K, D) proj_obj output */
+#define H2_QO (net_arena + 204760192u)   /* 131072: (B K, D) predictor_obj output */
+#define H2_DQO (net_arena + 204891264u)   /* 131072: (B K, D) its gradient */
+#define H2_PROJ_OBJ_H1 (net_arena + 205022336u)   /* 524288: (rows, hidden) before BN */
+#define H2_PROJ_OBJ_H2 (net_arena + 205546624u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_OBJ_MEAN (net_arena + 206070912u)   /* 512: (groups, hidden) */
+#define H2_PROJ_OBJ_INVSTD (net_arena + 206071424u)   /* 512: (groups, hidden) */
+#define H2_PRED_OBJ_H1 (net_arena + 206071936u)   /* 524288: (rows, hidden) before BN */
+#define H2_PRED_OBJ_H2 (net_arena + 206596224u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H2_PRED_OBJ_MEAN (net_arena + 207120512u)   /* 512: (groups, hidden) */
+#define H2_PRED_OBJ_INVSTD (net_arena + 207121024u)   /* 512: (groups, hidden) */
+#define T2_ZG (net_arena + 207121536u)   /* 4096: (B, D) target global embedding */
+#define T2_ZO (net_arena + 207125632u)   /* 131072: (B K, D) target aligned embedding */
+#define TH_X (net_arena + 207256704u)   /* 262144: target head scratch: (B, C, P) plain layer4 */
+#define TH_U (net_arena + 207518848u)   /* 278528: (rows_u, C) */
+#define TH_Z (net_arena + 207797376u)   /* 69632: (rows_u, D) */
+#define TH_PROJ_H1 (net_arena + 207867008u)   /* 278528: (rows, hidden) before BN */
+#define TH_PROJ_H2 (net_arena + 208145536u)   /* 278528: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_MEAN (net_arena + 208424064u)   /* 512: (groups, hidden) */
+#define TH_PROJ_INVSTD (net_arena + 208424576u)   /* 512: (groups, hidden) */
+#define TH_AM (net_arena + 208425088u)   /* 65536: (B, D, P) */
+#define TH_O (net_arena + 208490624u)   /* 524288: (B K, C) */
+#define TH_PROJ_OBJ_H1 (net_arena + 209014912u)   /* 524288: (rows, hidden) before BN */
+#define TH_PROJ_OBJ_H2 (net_arena + 209539200u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_OBJ_MEAN (net_arena + 210063488u)   /* 512: (groups, hidden) */
+#define TH_PROJ_OBJ_INVSTD (net_arena + 210064000u)   /* 512: (groups, hidden) */
+#define D_X (net_arena + 210064512u)   /* 262144: backward: (B, C, P) plain d(layer4 output) */
+#define D_ZG (net_arena + 210326656u)   /* 4096: (B, D) */
+#define D_Z (net_arena + 210330752u)   /* 69632: (rows_u, D) */
+#define D_U (net_arena + 210400384u)   /* 278528: (rows_u, C) */
+#define D_TMP (net_arena + 210678912u)   /* 524288: (rows, hidden) inside an MLP backward */
+#define D_ZO (net_arena + 211203200u)   /* 131072: (B K, D) */
+#define D_O (net_arena + 211334272u)   /* 524288: (B K, C) */
+#define D_AM (net_arena + 211858560u)   /* 65536: (B, D, P) */
 
 extern float *net_arena;
 extern const lwl_tensor_info net_params_info[NPARAMS];

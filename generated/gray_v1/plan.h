@@ -29,7 +29,7 @@
 #define BUF_FLOATS 171776u    /* all groups */
 #define TARGET_PARAM_FLOATS 42398784u
 #define TARGET_BUF_FLOATS 139008u
-#define ARENA_FLOATS 12164423744u  /* 46403.6 MiB */
+#define ARENA_FLOATS 12162064448u  /* 46394.6 MiB */
 
 /* Slots of the arena (floats from its start). */
 #define PARAMS (net_arena + 0u)   /* 46609472: online parameters, see net_params_info */
@@ -48,86 +48,85 @@
 #define S1 (net_arena + 11122073664u)   /* 102760448: backward scratch, the largest activation */
 #define S2 (net_arena + 11224834112u)   /* 102760448: backward scratch, the largest activation */
 #define S3 (net_arena + 11327594560u)   /* 102760448: backward scratch, the largest activation */
-#define WS (net_arena + 11430355008u)   /* 2359296: a conv weight gradient before it is added */
-#define H1_X (net_arena + 11432714304u)   /* 12845056: (B, C, P) layer4's output in plain layout */
-#define H1_U (net_arena + 11445559360u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H1_Z (net_arena + 11458666560u)   /* 1638400: (rows_u, D) proj output */
-#define H1_ZG (net_arena + 11460304960u)   /* 32768: (B, D) global embedding */
-#define H1_QG (net_arena + 11460337728u)   /* 32768: (B, D) predictor output */
-#define H1_DQG (net_arena + 11460370496u)   /* 32768: (B, D) its gradient */
-#define H1_PROJ_H1 (net_arena + 11460403264u)   /* 26214400: (rows, hidden) before BN */
-#define H1_PROJ_H2 (net_arena + 11486617664u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_MEAN (net_arena + 11512832064u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_INVSTD (net_arena + 11512840256u)   /* 8192: (groups, hidden) */
-#define H1_PRED_H1 (net_arena + 11512848448u)   /* 524288: (rows, hidden) before BN */
-#define H1_PRED_H2 (net_arena + 11513372736u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H1_PRED_MEAN (net_arena + 11513897024u)   /* 8192: (groups, hidden) */
-#define H1_PRED_INVSTD (net_arena + 11513905216u)   /* 8192: (groups, hidden) */
-#define H1_AM (net_arena + 11513913408u)   /* 1605632: (B, D, P) alignment maps */
-#define H1_O (net_arena + 11515519040u)   /* 16777216: (B K, C) aligned features */
-#define H1_ZO (net_arena + 11532296256u)   /* 2097152: (B K, D) proj_obj output */
-#define H1_QO (net_arena + 11534393408u)   /* 2097152: (B K, D) predictor_obj output */
-#define H1_DQO (net_arena + 11536490560u)   /* 2097152: (B K, D) its gradient */
-#define H1_PROJ_OBJ_H1 (net_arena + 11538587712u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PROJ_OBJ_H2 (net_arena + 11572142144u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PROJ_OBJ_MEAN (net_arena + 11605696576u)   /* 8192: (groups, hidden) */
-#define H1_PROJ_OBJ_INVSTD (net_arena + 11605704768u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_H1 (net_arena + 11605712960u)   /* 33554432: (rows, hidden) before BN */
-#define H1_PRED_OBJ_H2 (net_arena + 11639267392u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H1_PRED_OBJ_MEAN (net_arena + 11672821824u)   /* 8192: (groups, hidden) */
-#define H1_PRED_OBJ_INVSTD (net_arena + 11672830016u)   /* 8192: (groups, hidden) */
-#define T1_ZG (net_arena + 11672838208u)   /* 32768: (B, D) target global embedding */
-#define T1_ZO (net_arena + 11672870976u)   /* 2097152: (B K, D) target aligned embedding */
-#define H2_X (net_arena + 11674968128u)   /* 12845056: (B, C, P) layer4's output in plain layout */
-#define H2_U (net_arena + 11687813184u)   /* 13107200: (rows_u, C) pooled vector and positions */
-#define H2_Z (net_arena + 11700920384u)   /* 1638400: (rows_u, D) proj output */
-#define H2_ZG (net_arena + 11702558784u)   /* 32768: (B, D) global embedding */
-#define H2_QG (net_arena + 11702591552u)   /* 32768: (B, D) predictor output */
-#define H2_DQG (net_arena + 11702624320u)   /* 32768: (B, D) its gradient */
-#define H2_PROJ_H1 (net_arena + 11702657088u)   /* 26214400: (rows, hidden) before BN */
-#define H2_PROJ_H2 (net_arena + 11728871488u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_MEAN (net_arena + 11755085888u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_INVSTD (net_arena + 11755094080u)   /* 8192: (groups, hidden) */
-#define H2_PRED_H1 (net_arena + 11755102272u)   /* 524288: (rows, hidden) before BN */
-#define H2_PRED_H2 (net_arena + 11755626560u)   /* 524288: (rows, hidden) after BN + ReLU */
-#define H2_PRED_MEAN (net_arena + 11756150848u)   /* 8192: (groups, hidden) */
-#define H2_PRED_INVSTD (net_arena + 11756159040u)   /* 8192: (groups, hidden) */
-#define H2_AM (net_arena + 11756167232u)   /* 1605632: (B, D, P) alignment maps */
-#define H2_O (net_arena + 11757772864u)   /* 16777216: (B K, C) aligned features */
-#define H2_ZO (net_arena + 11774550080u)   /* 2097152: (B K, D) proj_obj output */
-#define H2_QO (net_arena + 11776647232u)   /* 2097152: (B K, D) predictor_obj output */
-#define H2_DQO (net_arena + 11778744384u)   /* 2097152: (B K, D) its gradient */
-#define H2_PROJ_OBJ_H1 (net_arena + 11780841536u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PROJ_OBJ_H2 (net_arena + 11814395968u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PROJ_OBJ_MEAN (net_arena + 11847950400u)   /* 8192: (groups, hidden) */
-#define H2_PROJ_OBJ_INVSTD (net_arena + 11847958592u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_H1 (net_arena + 11847966784u)   /* 33554432: (rows, hidden) before BN */
-#define H2_PRED_OBJ_H2 (net_arena + 11881521216u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define H2_PRED_OBJ_MEAN (net_arena + 11915075648u)   /* 8192: (groups, hidden) */
-#define H2_PRED_OBJ_INVSTD (net_arena + 11915083840u)   /* 8192: (groups, hidden) */
-#define T2_ZG (net_arena + 11915092032u)   /* 32768: (B, D) target global embedding */
-#define T2_ZO (net_arena + 11915124800u)   /* 2097152: (B K, D) target aligned embedding */
-#define TH_X (net_arena + 11917221952u)   /* 12845056: target head scratch: (B, C, P) plain layer4 */
-#define TH_U (net_arena + 11930067008u)   /* 13107200: (rows_u, C) */
-#define TH_Z (net_arena + 11943174208u)   /* 1638400: (rows_u, D) */
-#define TH_PROJ_H1 (net_arena + 11944812608u)   /* 26214400: (rows, hidden) before BN */
-#define TH_PROJ_H2 (net_arena + 11971027008u)   /* 26214400: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_MEAN (net_arena + 11997241408u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_INVSTD (net_arena + 11997249600u)   /* 8192: (groups, hidden) */
-#define TH_AM (net_arena + 11997257792u)   /* 1605632: (B, D, P) */
-#define TH_O (net_arena + 11998863424u)   /* 16777216: (B K, C) */
-#define TH_PROJ_OBJ_H1 (net_arena + 12015640640u)   /* 33554432: (rows, hidden) before BN */
-#define TH_PROJ_OBJ_H2 (net_arena + 12049195072u)   /* 33554432: (rows, hidden) after BN + ReLU */
-#define TH_PROJ_OBJ_MEAN (net_arena + 12082749504u)   /* 8192: (groups, hidden) */
-#define TH_PROJ_OBJ_INVSTD (net_arena + 12082757696u)   /* 8192: (groups, hidden) */
-#define D_X (net_arena + 12082765888u)   /* 12845056: backward: (B, C, P) plain d(layer4 output) */
-#define D_ZG (net_arena + 12095610944u)   /* 32768: (B, D) */
-#define D_Z (net_arena + 12095643712u)   /* 1638400: (rows_u, D) */
-#define D_U (net_arena + 12097282112u)   /* 13107200: (rows_u, C) */
-#define D_TMP (net_arena + 12110389312u)   /* 33554432: (rows, hidden) inside an MLP backward */
-#define D_ZO (net_arena + 12143943744u)   /* 2097152: (B K, D) */
-#define D_O (net_arena + 12146040896u)   /* 16777216: (B K, C) */
-#define D_AM (net_arena + 12162818112u)   /* 1605632: (B, D, P) */
+#define H1_X (net_arena + 11430355008u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H1_U (net_arena + 11443200064u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H1_Z (net_arena + 11456307264u)   /* 1638400: (rows_u, D) proj output */
+#define H1_ZG (net_arena + 11457945664u)   /* 32768: (B, D) global embedding */
+#define H1_QG (net_arena + 11457978432u)   /* 32768: (B, D) predictor output */
+#define H1_DQG (net_arena + 11458011200u)   /* 32768: (B, D) its gradient */
+#define H1_PROJ_H1 (net_arena + 11458043968u)   /* 26214400: (rows, hidden) before BN */
+#define H1_PROJ_H2 (net_arena + 11484258368u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_MEAN (net_arena + 11510472768u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_INVSTD (net_arena + 11510480960u)   /* 8192: (groups, hidden) */
+#define H1_PRED_H1 (net_arena + 11510489152u)   /* 524288: (rows, hidden) before BN */
+#define H1_PRED_H2 (net_arena + 11511013440u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H1_PRED_MEAN (net_arena + 11511537728u)   /* 8192: (groups, hidden) */
+#define H1_PRED_INVSTD (net_arena + 11511545920u)   /* 8192: (groups, hidden) */
+#define H1_AM (net_arena + 11511554112u)   /* 1605632: (B, D, P) alignment maps */
+#define H1_O (net_arena + 11513159744u)   /* 16777216: (B K, C) aligned features */
+#define H1_ZO (net_arena + 11529936960u)   /* 2097152: (B K, D) proj_obj output */
+#define H1_QO (net_arena + 11532034112u)   /* 2097152: (B K, D) predictor_obj output */
+#define H1_DQO (net_arena + 11534131264u)   /* 2097152: (B K, D) its gradient */
+#define H1_PROJ_OBJ_H1 (net_arena + 11536228416u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PROJ_OBJ_H2 (net_arena + 11569782848u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PROJ_OBJ_MEAN (net_arena + 11603337280u)   /* 8192: (groups, hidden) */
+#define H1_PROJ_OBJ_INVSTD (net_arena + 11603345472u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_H1 (net_arena + 11603353664u)   /* 33554432: (rows, hidden) before BN */
+#define H1_PRED_OBJ_H2 (net_arena + 11636908096u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H1_PRED_OBJ_MEAN (net_arena + 11670462528u)   /* 8192: (groups, hidden) */
+#define H1_PRED_OBJ_INVSTD (net_arena + 11670470720u)   /* 8192: (groups, hidden) */
+#define T1_ZG (net_arena + 11670478912u)   /* 32768: (B, D) target global embedding */
+#define T1_ZO (net_arena + 11670511680u)   /* 2097152: (B K, D) target aligned embedding */
+#define H2_X (net_arena + 11672608832u)   /* 12845056: (B, C, P) layer4's output in plain layout */
+#define H2_U (net_arena + 11685453888u)   /* 13107200: (rows_u, C) pooled vector and positions */
+#define H2_Z (net_arena + 11698561088u)   /* 1638400: (rows_u, D) proj output */
+#define H2_ZG (net_arena + 11700199488u)   /* 32768: (B, D) global embedding */
+#define H2_QG (net_arena + 11700232256u)   /* 32768: (B, D) predictor output */
+#define H2_DQG (net_arena + 11700265024u)   /* 32768: (B, D) its gradient */
+#define H2_PROJ_H1 (net_arena + 11700297792u)   /* 26214400: (rows, hidden) before BN */
+#define H2_PROJ_H2 (net_arena + 11726512192u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_MEAN (net_arena + 11752726592u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_INVSTD (net_arena + 11752734784u)   /* 8192: (groups, hidden) */
+#define H2_PRED_H1 (net_arena + 11752742976u)   /* 524288: (rows, hidden) before BN */
+#define H2_PRED_H2 (net_arena + 11753267264u)   /* 524288: (rows, hidden) after BN + ReLU */
+#define H2_PRED_MEAN (net_arena + 11753791552u)   /* 8192: (groups, hidden) */
+#define H2_PRED_INVSTD (net_arena + 11753799744u)   /* 8192: (groups, hidden) */
+#define H2_AM (net_arena + 11753807936u)   /* 1605632: (B, D, P) alignment maps */
+#define H2_O (net_arena + 11755413568u)   /* 16777216: (B K, C) aligned features */
+#define H2_ZO (net_arena + 11772190784u)   /* 2097152: (B K, D) proj_obj output */
+#define H2_QO (net_arena + 11774287936u)   /* 2097152: (B K, D) predictor_obj output */
+#define H2_DQO (net_arena + 11776385088u)   /* 2097152: (B K, D) its gradient */
+#define H2_PROJ_OBJ_H1 (net_arena + 11778482240u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PROJ_OBJ_H2 (net_arena + 11812036672u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PROJ_OBJ_MEAN (net_arena + 11845591104u)   /* 8192: (groups, hidden) */
+#define H2_PROJ_OBJ_INVSTD (net_arena + 11845599296u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_H1 (net_arena + 11845607488u)   /* 33554432: (rows, hidden) before BN */
+#define H2_PRED_OBJ_H2 (net_arena + 11879161920u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define H2_PRED_OBJ_MEAN (net_arena + 11912716352u)   /* 8192: (groups, hidden) */
+#define H2_PRED_OBJ_INVSTD (net_arena + 11912724544u)   /* 8192: (groups, hidden) */
+#define T2_ZG (net_arena + 11912732736u)   /* 32768: (B, D) target global embedding */
+#define T2_ZO (net_arena + 11912765504u)   /* 2097152: (B K, D) target aligned embedding */
+#define TH_X (net_arena + 11914862656u)   /* 12845056: target head scratch: (B, C, P) plain layer4 */
+#define TH_U (net_arena + 11927707712u)   /* 13107200: (rows_u, C) */
+#define TH_Z (net_arena + 11940814912u)   /* 1638400: (rows_u, D) */
+#define TH_PROJ_H1 (net_arena + 11942453312u)   /* 26214400: (rows, hidden) before BN */
+#define TH_PROJ_H2 (net_arena + 11968667712u)   /* 26214400: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_MEAN (net_arena + 11994882112u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_INVSTD (net_arena + 11994890304u)   /* 8192: (groups, hidden) */
+#define TH_AM (net_arena + 11994898496u)   /* 1605632: (B, D, P) */
+#define TH_O (net_arena + 11996504128u)   /* 16777216: (B K, C) */
+#define TH_PROJ_OBJ_H1 (net_arena + 12013281344u)   /* 33554432: (rows, hidden) before BN */
+#define TH_PROJ_OBJ_H2 (net_arena + 12046835776u)   /* 33554432: (rows, hidden) after BN + ReLU */
+#define TH_PROJ_OBJ_MEAN (net_arena + 12080390208u)   /* 8192: (groups, hidden) */
+#define TH_PROJ_OBJ_INVSTD (net_arena + 12080398400u)   /* 8192: (groups, hidden) */
+#define D_X (net_arena + 12080406592u)   /* 12845056: backward: (B, C, P) plain d(layer4 output) */
+#define D_ZG (net_arena + 12093251648u)   /* 32768: (B, D) */
+#define D_Z (net_arena + 12093284416u)   /* 1638400: (rows_u, D) */
+#define D_U (net_arena + 12094922816u)   /* 13107200: (rows_u, C) */
+#define D_TMP (net_arena + 12108030016u)   /* 33554432: (rows, hidden) inside an MLP backward */
+#define D_ZO (net_arena + 12141584448u)   /* 2097152: (B K, D) */
+#define D_O (net_arena + 12143681600u)   /* 16777216: (B K, C) */
+#define D_AM (net_arena + 12160458816u)   /* 1605632: (B, D, P) */
 
 extern float *net_arena;
 extern const lwl_tensor_info net_params_info[NPARAMS];

@@ -30,6 +30,9 @@ static lwl_act_reorder *feat_layout;  /* layer4's output to and from plain (B, C
 static int act_blk = 1;
 #define ACT_BLK(c) ((c) % act_blk ? 1 : act_blk)
 
+/* The convolutions lwlc gives Winograd kernels (forward and input gradient) */
+#define WINO (LWL_CONV_WINO_FWD | LWL_CONV_WINO_BWD_DATA)
+
 /* The images of a step come in GPUS chunks of CHUNK, one per GPU of the spec: one
  * process computes nc = GPUS chunks of nb = BATCH images, each of the `world` ranks
  * of a data-parallel run GPUS / world of them, with the BN groups ng from group g0
@@ -76,14 +79,13 @@ static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
 }
 
 /* The weight gradient of each chunk, added to that chunk's gradient g
- * (+ k PARAM_FLOATS). */
-static int conv_bwd_weights(int i, const float *x, const float *dy, float *g, size_t n)
+ * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */
+static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)
 {
     size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
-    for (int k = 0; k < nc; k++) {
-        CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, WS));
-        add_into(g + (size_t)k * PARAM_FLOATS, WS, n);
-    }
+    for (int k = 0; k < nc; k++)
+        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,
+                                    g + (size_t)k * PARAM_FLOATS));
     return 0;
 }
 
@@ -405,59 +407,114 @@ int net_init(int threads, int rank, int ranks)
     /* BN reductions: (2 images + groups, channels, 2) doubles of the widest BN */
     CK(cpu_ops_init(6400, GROUPS, 4096));
     CK((act_blk = lwl_nn_act_block()) < 0);
-    CK(!(conv[0] = lwl_conv_new_act(CHUNK, 3, 224, 224, 64, 7, 7, 2, 3)));  /* conv1 */
-    CK(!(conv[1] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.0.conv1 */
-    CK(!(conv[2] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.0.conv2 */
-    CK(!(conv[3] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.conv3 */
-    CK(!(conv[4] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.0.downsample.0 */
-    CK(!(conv[5] = lwl_conv_new_act(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.1.conv1 */
-    CK(!(conv[6] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.1.conv2 */
-    CK(!(conv[7] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.1.conv3 */
-    CK(!(conv[8] = lwl_conv_new_act(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0)));  /* layer1.2.conv1 */
-    CK(!(conv[9] = lwl_conv_new_act(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1)));  /* layer1.2.conv2 */
-    CK(!(conv[10] = lwl_conv_new_act(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0)));  /* layer1.2.conv3 */
-    CK(!(conv[11] = lwl_conv_new_act(CHUNK, 256, 56, 56, 128, 1, 1, 1, 0)));  /* layer2.0.conv1 */
-    CK(!(conv[12] = lwl_conv_new_act(CHUNK, 128, 56, 56, 128, 3, 3, 2, 1)));  /* layer2.0.conv2 */
-    CK(!(conv[13] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.0.conv3 */
-    CK(!(conv[14] = lwl_conv_new_act(CHUNK, 256, 56, 56, 512, 1, 1, 2, 0)));  /* layer2.0.downsample.0 */
-    CK(!(conv[15] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.1.conv1 */
-    CK(!(conv[16] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.1.conv2 */
-    CK(!(conv[17] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.1.conv3 */
-    CK(!(conv[18] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.2.conv1 */
-    CK(!(conv[19] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.2.conv2 */
-    CK(!(conv[20] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.2.conv3 */
-    CK(!(conv[21] = lwl_conv_new_act(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0)));  /* layer2.3.conv1 */
-    CK(!(conv[22] = lwl_conv_new_act(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1)));  /* layer2.3.conv2 */
-    CK(!(conv[23] = lwl_conv_new_act(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0)));  /* layer2.3.conv3 */
-    CK(!(conv[24] = lwl_conv_new_act(CHUNK, 512, 28, 28, 256, 1, 1, 1, 0)));  /* layer3.0.conv1 */
-    CK(!(conv[25] = lwl_conv_new_act(CHUNK, 256, 28, 28, 256, 3, 3, 2, 1)));  /* layer3.0.conv2 */
-    CK(!(conv[26] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.0.conv3 */
-    CK(!(conv[27] = lwl_conv_new_act(CHUNK, 512, 28, 28, 1024, 1, 1, 2, 0)));  /* layer3.0.downsample.0 */
-    CK(!(conv[28] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.1.conv1 */
-    CK(!(conv[29] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.1.conv2 */
-    CK(!(conv[30] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.1.conv3 */
-    CK(!(conv[31] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.2.conv1 */
-    CK(!(conv[32] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.2.conv2 */
-    CK(!(conv[33] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.2.conv3 */
-    CK(!(conv[34] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.3.conv1 */
-    CK(!(conv[35] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.3.conv2 */
-    CK(!(conv[36] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.3.conv3 */
-    CK(!(conv[37] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.4.conv1 */
-    CK(!(conv[38] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.4.conv2 */
-    CK(!(conv[39] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.4.conv3 */
-    CK(!(conv[40] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0)));  /* layer3.5.conv1 */
-    CK(!(conv[41] = lwl_conv_new_act(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1)));  /* layer3.5.conv2 */
-    CK(!(conv[42] = lwl_conv_new_act(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0)));  /* layer3.5.conv3 */
-    CK(!(conv[43] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 512, 1, 1, 1, 0)));  /* layer4.0.conv1 */
-    CK(!(conv[44] = lwl_conv_new_act(CHUNK, 512, 14, 14, 512, 3, 3, 2, 1)));  /* layer4.0.conv2 */
-    CK(!(conv[45] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.0.conv3 */
-    CK(!(conv[46] = lwl_conv_new_act(CHUNK, 1024, 14, 14, 2048, 1, 1, 2, 0)));  /* layer4.0.downsample.0 */
-    CK(!(conv[47] = lwl_conv_new_act(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.1.conv1 */
-    CK(!(conv[48] = lwl_conv_new_act(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.1.conv2 */
-    CK(!(conv[49] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.1.conv3 */
-    CK(!(conv[50] = lwl_conv_new_act(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0)));  /* layer4.2.conv1 */
-    CK(!(conv[51] = lwl_conv_new_act(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1)));  /* layer4.2.conv2 */
-    CK(!(conv[52] = lwl_conv_new_act(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0)));  /* layer4.2.conv3 */
+    /* 3x3 stride-1 convolutions with outputs of 8x8 and more: Winograd forward and
+     * backward-data kernels where oneDNN has them for this CPU (lwlc's plan.c) */
+    /* conv1 */
+    CK(!(conv[0] = lwl_conv_new_algo(CHUNK, 3, 224, 224, 64, 7, 7, 2, 3, 1, 0)));
+    /* layer1.0.conv1 */
+    CK(!(conv[1] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 64, 1, 1, 1, 0, 1, 0)));
+    /* layer1.0.conv2: Winograd */
+    CK(!(conv[2] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.0.conv3 */
+    CK(!(conv[3] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer1.0.downsample.0 */
+    CK(!(conv[4] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer1.1.conv1 */
+    CK(!(conv[5] = lwl_conv_new_algo(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0, 1, 0)));
+    /* layer1.1.conv2: Winograd */
+    CK(!(conv[6] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.1.conv3 */
+    CK(!(conv[7] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer1.2.conv1 */
+    CK(!(conv[8] = lwl_conv_new_algo(CHUNK, 256, 56, 56, 64, 1, 1, 1, 0, 1, 0)));
+    /* layer1.2.conv2: Winograd */
+    CK(!(conv[9] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 64, 3, 3, 1, 1, 1, WINO)));
+    /* layer1.2.conv3 */
+    CK(!(conv[10] = lwl_conv_new_algo(CHUNK, 64, 56, 56, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer2.0.conv1 */
+    CK(!(conv[11] = lwl_conv_new_algo(CHUNK, 256, 56, 56, 128, 1, 1, 1, 0, 1, 0)));
+    /* layer2.0.conv2 */
+    CK(!(conv[12] = lwl_conv_new_algo(CHUNK, 128, 56, 56, 128, 3, 3, 2, 1, 1, 0)));
+    /* layer2.0.conv3 */
+    CK(!(conv[13] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer2.0.downsample.0 */
+    CK(!(conv[14] = lwl_conv_new_algo(CHUNK, 256, 56, 56, 512, 1, 1, 2, 0, 1, 0)));
+    /* layer2.1.conv1 */
+    CK(!(conv[15] = lwl_conv_new_algo(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0, 1, 0)));
+    /* layer2.1.conv2: Winograd */
+    CK(!(conv[16] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.1.conv3 */
+    CK(!(conv[17] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer2.2.conv1 */
+    CK(!(conv[18] = lwl_conv_new_algo(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0, 1, 0)));
+    /* layer2.2.conv2: Winograd */
+    CK(!(conv[19] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.2.conv3 */
+    CK(!(conv[20] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer2.3.conv1 */
+    CK(!(conv[21] = lwl_conv_new_algo(CHUNK, 512, 28, 28, 128, 1, 1, 1, 0, 1, 0)));
+    /* layer2.3.conv2: Winograd */
+    CK(!(conv[22] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 128, 3, 3, 1, 1, 1, WINO)));
+    /* layer2.3.conv3 */
+    CK(!(conv[23] = lwl_conv_new_algo(CHUNK, 128, 28, 28, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer3.0.conv1 */
+    CK(!(conv[24] = lwl_conv_new_algo(CHUNK, 512, 28, 28, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.0.conv2 */
+    CK(!(conv[25] = lwl_conv_new_algo(CHUNK, 256, 28, 28, 256, 3, 3, 2, 1, 1, 0)));
+    /* layer3.0.conv3 */
+    CK(!(conv[26] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer3.0.downsample.0 */
+    CK(!(conv[27] = lwl_conv_new_algo(CHUNK, 512, 28, 28, 1024, 1, 1, 2, 0, 1, 0)));
+    /* layer3.1.conv1 */
+    CK(!(conv[28] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.1.conv2: Winograd */
+    CK(!(conv[29] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.1.conv3 */
+    CK(!(conv[30] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer3.2.conv1 */
+    CK(!(conv[31] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.2.conv2: Winograd */
+    CK(!(conv[32] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.2.conv3 */
+    CK(!(conv[33] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer3.3.conv1 */
+    CK(!(conv[34] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.3.conv2: Winograd */
+    CK(!(conv[35] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.3.conv3 */
+    CK(!(conv[36] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer3.4.conv1 */
+    CK(!(conv[37] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.4.conv2: Winograd */
+    CK(!(conv[38] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.4.conv3 */
+    CK(!(conv[39] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer3.5.conv1 */
+    CK(!(conv[40] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 0)));
+    /* layer3.5.conv2: Winograd */
+    CK(!(conv[41] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 256, 3, 3, 1, 1, 1, WINO)));
+    /* layer3.5.conv3 */
+    CK(!(conv[42] = lwl_conv_new_algo(CHUNK, 256, 14, 14, 1024, 1, 1, 1, 0, 1, 0)));
+    /* layer4.0.conv1 */
+    CK(!(conv[43] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer4.0.conv2 */
+    CK(!(conv[44] = lwl_conv_new_algo(CHUNK, 512, 14, 14, 512, 3, 3, 2, 1, 1, 0)));
+    /* layer4.0.conv3 */
+    CK(!(conv[45] = lwl_conv_new_algo(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 0)));
+    /* layer4.0.downsample.0 */
+    CK(!(conv[46] = lwl_conv_new_algo(CHUNK, 1024, 14, 14, 2048, 1, 1, 2, 0, 1, 0)));
+    /* layer4.1.conv1 */
+    CK(!(conv[47] = lwl_conv_new_algo(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer4.1.conv2 */
+    CK(!(conv[48] = lwl_conv_new_algo(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1, 1, 0)));
+    /* layer4.1.conv3 */
+    CK(!(conv[49] = lwl_conv_new_algo(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 0)));
+    /* layer4.2.conv1 */
+    CK(!(conv[50] = lwl_conv_new_algo(CHUNK, 2048, 7, 7, 512, 1, 1, 1, 0, 1, 0)));
+    /* layer4.2.conv2 */
+    CK(!(conv[51] = lwl_conv_new_algo(CHUNK, 512, 7, 7, 512, 3, 3, 1, 1, 1, 0)));
+    /* layer4.2.conv3 */
+    CK(!(conv[52] = lwl_conv_new_algo(CHUNK, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 0)));
     for (int i = 0; i < 3; i++)
         CK(!(pools[i] = lwl_maxpool_new_act(nb, 64, 112, 112, 3, 2, 1)));
     CK(!(feat_layout = lwl_act_reorder_new(nb, CHANNELS, 7, 7)));
@@ -1119,7 +1176,7 @@ static int backbone_eval(const float *w, const float *run, float *a, int groups,
 /* Gradient bucket GRADS [lo, lo + n), final for this step (the 6 buckets of the
  * step, in the order the backward completes them: lwlc's emit.h): the chunks'
  * gradients added in chunk order, then its sum over the ranks in rank order (the
- * same sum) started, which net_step waits for. 0, or -1 with a message. */
+ * same sum) started, which step_grads waits for. 0, or -1 with a message. */
 static int grads_bucket(size_t lo, size_t n)
 {
     for (int k = 1; k < nc; k++)
@@ -1141,19 +1198,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3558080512u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 23503936u, st + 98048u, st + 102144u,
                  GRADS + 23503936u, GRADS + 23505984u, PARAM_FLOATS);
-    CK(conv_bwd_weights(52, a + 3554869248u, S1, GRADS + 22455360u, 1048576u));
+    CK(conv_bwd_weights(52, a + 3554869248u, S1, GRADS + 22455360u));
     CK(conv_bwd_data(52, S1, PARAMS + 22455360u, S2));
     /* layer4.2.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.2.bn2 + ReLU */
     bn_train_bwd(a + 3551657984u, S2, a + 3554869248u, S2, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 22454336u, st + 96000u, st + 97024u,
                  GRADS + 22454336u, GRADS + 22454848u, PARAM_FLOATS);
-    CK(conv_bwd_weights(51, a + 3548446720u, S2, GRADS + 20095040u, 2359296u));
+    CK(conv_bwd_weights(51, a + 3548446720u, S2, GRADS + 20095040u));
     CK(conv_bwd_data(51, S2, PARAMS + 20095040u, S1));
     /* layer4.2.conv1: 2048x7x7 -> 512x7x7, 1x1 stride 1; layer4.2.bn1 + ReLU */
     bn_train_bwd(a + 3545235456u, S1, a + 3548446720u, S1, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 20094016u, st + 93952u, st + 94976u,
                  GRADS + 20094016u, GRADS + 20094528u, PARAM_FLOATS);
-    CK(conv_bwd_weights(50, a + 3532390400u, S1, GRADS + 19045440u, 1048576u));
+    CK(conv_bwd_weights(50, a + 3532390400u, S1, GRADS + 19045440u));
     CK(conv_bwd_data(50, S1, PARAMS + 19045440u, S2));
     add_into(S2, S0, (size_t)nb * 100352u);
 
@@ -1163,13 +1220,13 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3506700288u, S2, NULL, S3, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 19041344u, st + 85760u, st + 89856u,
                  GRADS + 19041344u, GRADS + 19043392u, PARAM_FLOATS);
-    CK(conv_bwd_weights(49, a + 3503489024u, S3, GRADS + 17992768u, 1048576u));
+    CK(conv_bwd_weights(49, a + 3503489024u, S3, GRADS + 17992768u));
     CK(conv_bwd_data(49, S3, PARAMS + 17992768u, S0));
     /* layer4.1.conv2: 512x7x7 -> 512x7x7, 3x3 stride 1; layer4.1.bn2 + ReLU */
     bn_train_bwd(a + 3500277760u, S0, a + 3503489024u, S0, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 17991744u, st + 83712u, st + 84736u,
                  GRADS + 17991744u, GRADS + 17992256u, PARAM_FLOATS);
-    CK(conv_bwd_weights(48, a + 3497066496u, S0, GRADS + 15632448u, 2359296u));
+    CK(conv_bwd_weights(48, a + 3497066496u, S0, GRADS + 15632448u));
     /* gradient bucket 3 of 6 complete: layer4.1.conv2.weight .. layer4.2.bn3.bias
      * (30.0 MiB); its sum over the ranks starts */
     if (last && grads_bucket(15632448u, 7875584u))
@@ -1179,7 +1236,7 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3493855232u, S3, a + 3497066496u, S3, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 15631424u, st + 81664u, st + 82688u,
                  GRADS + 15631424u, GRADS + 15631936u, PARAM_FLOATS);
-    CK(conv_bwd_weights(47, a + 3481010176u, S3, GRADS + 14582848u, 1048576u));
+    CK(conv_bwd_weights(47, a + 3481010176u, S3, GRADS + 14582848u));
     CK(conv_bwd_data(47, S3, PARAMS + 14582848u, S0));
     add_into(S0, S2, (size_t)nb * 100352u);
 
@@ -1189,25 +1246,25 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3429629952u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 12477504u, st + 65280u, st + 69376u,
                  GRADS + 12477504u, GRADS + 12479552u, PARAM_FLOATS);
-    CK(conv_bwd_weights(45, a + 3426418688u, S1, GRADS + 11428928u, 1048576u));
+    CK(conv_bwd_weights(45, a + 3426418688u, S1, GRADS + 11428928u));
     CK(conv_bwd_data(45, S1, PARAMS + 11428928u, S2));
     /* layer4.0.conv2: 512x14x14 -> 512x7x7, 3x3 stride 2; layer4.0.bn2 + ReLU */
     bn_train_bwd(a + 3423207424u, S2, a + 3426418688u, S2, nb, 512, 49, ng, nc, ACT_BLK(512),
                  PARAMS + 11427904u, st + 63232u, st + 64256u,
                  GRADS + 11427904u, GRADS + 11428416u, PARAM_FLOATS);
-    CK(conv_bwd_weights(44, a + 3410362368u, S2, GRADS + 9068608u, 2359296u));
+    CK(conv_bwd_weights(44, a + 3410362368u, S2, GRADS + 9068608u));
     CK(conv_bwd_data(44, S2, PARAMS + 9068608u, S1));
     /* layer4.0.conv1: 1024x14x14 -> 512x14x14, 1x1 stride 1; layer4.0.bn1 + ReLU */
     bn_train_bwd(a + 3397517312u, S1, a + 3410362368u, S1, nb, 512, 196, ng, nc, ACT_BLK(512),
                  PARAMS + 9067584u, st + 61184u, st + 62208u,
                  GRADS + 9067584u, GRADS + 9068096u, PARAM_FLOATS);
-    CK(conv_bwd_weights(43, a + 3371827200u, S1, GRADS + 8543296u, 524288u));
+    CK(conv_bwd_weights(43, a + 3371827200u, S1, GRADS + 8543296u));
     CK(conv_bwd_data(43, S1, PARAMS + 8543296u, S2));
     /* layer4.0.downsample.0: 1024x14x14 -> 2048x7x7, 1x1 stride 2; layer4.0.downsample.1 */
     bn_train_bwd(a + 3455320064u, S0, NULL, S1, nb, 2048, 49, ng, nc, ACT_BLK(2048),
                  PARAMS + 14578752u, st + 73472u, st + 77568u,
                  GRADS + 14578752u, GRADS + 14580800u, PARAM_FLOATS);
-    CK(conv_bwd_weights(46, a + 3371827200u, S1, GRADS + 12481600u, 2097152u));
+    CK(conv_bwd_weights(46, a + 3371827200u, S1, GRADS + 12481600u));
     /* gradient bucket 4 of 6 complete: layer4.0.conv1.weight .. layer4.1.bn1.bias
      * (27.0 MiB); its sum over the ranks starts */
     if (last && grads_bucket(8543296u, 7089152u))
@@ -1221,19 +1278,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3320446976u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 8541248u, st + 57088u, st + 59136u,
                  GRADS + 8541248u, GRADS + 8542272u, PARAM_FLOATS);
-    CK(conv_bwd_weights(42, a + 3314024448u, S3, GRADS + 8279104u, 262144u));
+    CK(conv_bwd_weights(42, a + 3314024448u, S3, GRADS + 8279104u));
     CK(conv_bwd_data(42, S3, PARAMS + 8279104u, S0));
     /* layer3.5.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.5.bn2 + ReLU */
     bn_train_bwd(a + 3307601920u, S0, a + 3314024448u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 8278592u, st + 56064u, st + 56576u,
                  GRADS + 8278592u, GRADS + 8278848u, PARAM_FLOATS);
-    CK(conv_bwd_weights(41, a + 3301179392u, S0, GRADS + 7688768u, 589824u));
+    CK(conv_bwd_weights(41, a + 3301179392u, S0, GRADS + 7688768u));
     CK(conv_bwd_data(41, S0, PARAMS + 7688768u, S3));
     /* layer3.5.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.5.bn1 + ReLU */
     bn_train_bwd(a + 3294756864u, S3, a + 3301179392u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 7688256u, st + 55040u, st + 55552u,
                  GRADS + 7688256u, GRADS + 7688512u, PARAM_FLOATS);
-    CK(conv_bwd_weights(40, a + 3269066752u, S3, GRADS + 7426112u, 262144u));
+    CK(conv_bwd_weights(40, a + 3269066752u, S3, GRADS + 7426112u));
     CK(conv_bwd_data(40, S3, PARAMS + 7426112u, S0));
     add_into(S0, S2, (size_t)nb * 200704u);
 
@@ -1243,19 +1300,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3217686528u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 7424064u, st + 50944u, st + 52992u,
                  GRADS + 7424064u, GRADS + 7425088u, PARAM_FLOATS);
-    CK(conv_bwd_weights(39, a + 3211264000u, S1, GRADS + 7161920u, 262144u));
+    CK(conv_bwd_weights(39, a + 3211264000u, S1, GRADS + 7161920u));
     CK(conv_bwd_data(39, S1, PARAMS + 7161920u, S2));
     /* layer3.4.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.4.bn2 + ReLU */
     bn_train_bwd(a + 3204841472u, S2, a + 3211264000u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 7161408u, st + 49920u, st + 50432u,
                  GRADS + 7161408u, GRADS + 7161664u, PARAM_FLOATS);
-    CK(conv_bwd_weights(38, a + 3198418944u, S2, GRADS + 6571584u, 589824u));
+    CK(conv_bwd_weights(38, a + 3198418944u, S2, GRADS + 6571584u));
     CK(conv_bwd_data(38, S2, PARAMS + 6571584u, S1));
     /* layer3.4.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.4.bn1 + ReLU */
     bn_train_bwd(a + 3191996416u, S1, a + 3198418944u, S1, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 6571072u, st + 48896u, st + 49408u,
                  GRADS + 6571072u, GRADS + 6571328u, PARAM_FLOATS);
-    CK(conv_bwd_weights(37, a + 3166306304u, S1, GRADS + 6308928u, 262144u));
+    CK(conv_bwd_weights(37, a + 3166306304u, S1, GRADS + 6308928u));
     CK(conv_bwd_data(37, S1, PARAMS + 6308928u, S2));
     add_into(S2, S0, (size_t)nb * 200704u);
 
@@ -1265,19 +1322,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3114926080u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 6306880u, st + 44800u, st + 46848u,
                  GRADS + 6306880u, GRADS + 6307904u, PARAM_FLOATS);
-    CK(conv_bwd_weights(36, a + 3108503552u, S3, GRADS + 6044736u, 262144u));
+    CK(conv_bwd_weights(36, a + 3108503552u, S3, GRADS + 6044736u));
     CK(conv_bwd_data(36, S3, PARAMS + 6044736u, S0));
     /* layer3.3.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.3.bn2 + ReLU */
     bn_train_bwd(a + 3102081024u, S0, a + 3108503552u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 6044224u, st + 43776u, st + 44288u,
                  GRADS + 6044224u, GRADS + 6044480u, PARAM_FLOATS);
-    CK(conv_bwd_weights(35, a + 3095658496u, S0, GRADS + 5454400u, 589824u));
+    CK(conv_bwd_weights(35, a + 3095658496u, S0, GRADS + 5454400u));
     CK(conv_bwd_data(35, S0, PARAMS + 5454400u, S3));
     /* layer3.3.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.3.bn1 + ReLU */
     bn_train_bwd(a + 3089235968u, S3, a + 3095658496u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 5453888u, st + 42752u, st + 43264u,
                  GRADS + 5453888u, GRADS + 5454144u, PARAM_FLOATS);
-    CK(conv_bwd_weights(34, a + 3063545856u, S3, GRADS + 5191744u, 262144u));
+    CK(conv_bwd_weights(34, a + 3063545856u, S3, GRADS + 5191744u));
     CK(conv_bwd_data(34, S3, PARAMS + 5191744u, S0));
     add_into(S0, S2, (size_t)nb * 200704u);
 
@@ -1287,19 +1344,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 3012165632u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 5189696u, st + 38656u, st + 40704u,
                  GRADS + 5189696u, GRADS + 5190720u, PARAM_FLOATS);
-    CK(conv_bwd_weights(33, a + 3005743104u, S1, GRADS + 4927552u, 262144u));
+    CK(conv_bwd_weights(33, a + 3005743104u, S1, GRADS + 4927552u));
     CK(conv_bwd_data(33, S1, PARAMS + 4927552u, S2));
     /* layer3.2.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.2.bn2 + ReLU */
     bn_train_bwd(a + 2999320576u, S2, a + 3005743104u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 4927040u, st + 37632u, st + 38144u,
                  GRADS + 4927040u, GRADS + 4927296u, PARAM_FLOATS);
-    CK(conv_bwd_weights(32, a + 2992898048u, S2, GRADS + 4337216u, 589824u));
+    CK(conv_bwd_weights(32, a + 2992898048u, S2, GRADS + 4337216u));
     CK(conv_bwd_data(32, S2, PARAMS + 4337216u, S1));
     /* layer3.2.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.2.bn1 + ReLU */
     bn_train_bwd(a + 2986475520u, S1, a + 2992898048u, S1, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 4336704u, st + 36608u, st + 37120u,
                  GRADS + 4336704u, GRADS + 4336960u, PARAM_FLOATS);
-    CK(conv_bwd_weights(31, a + 2960785408u, S1, GRADS + 4074560u, 262144u));
+    CK(conv_bwd_weights(31, a + 2960785408u, S1, GRADS + 4074560u));
     CK(conv_bwd_data(31, S1, PARAMS + 4074560u, S2));
     add_into(S2, S0, (size_t)nb * 200704u);
 
@@ -1309,19 +1366,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 2909405184u, S2, NULL, S3, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 4072512u, st + 32512u, st + 34560u,
                  GRADS + 4072512u, GRADS + 4073536u, PARAM_FLOATS);
-    CK(conv_bwd_weights(30, a + 2902982656u, S3, GRADS + 3810368u, 262144u));
+    CK(conv_bwd_weights(30, a + 2902982656u, S3, GRADS + 3810368u));
     CK(conv_bwd_data(30, S3, PARAMS + 3810368u, S0));
     /* layer3.1.conv2: 256x14x14 -> 256x14x14, 3x3 stride 1; layer3.1.bn2 + ReLU */
     bn_train_bwd(a + 2896560128u, S0, a + 2902982656u, S0, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 3809856u, st + 31488u, st + 32000u,
                  GRADS + 3809856u, GRADS + 3810112u, PARAM_FLOATS);
-    CK(conv_bwd_weights(29, a + 2890137600u, S0, GRADS + 3220032u, 589824u));
+    CK(conv_bwd_weights(29, a + 2890137600u, S0, GRADS + 3220032u));
     CK(conv_bwd_data(29, S0, PARAMS + 3220032u, S3));
     /* layer3.1.conv1: 1024x14x14 -> 256x14x14, 1x1 stride 1; layer3.1.bn1 + ReLU */
     bn_train_bwd(a + 2883715072u, S3, a + 2890137600u, S3, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 3219520u, st + 30464u, st + 30976u,
                  GRADS + 3219520u, GRADS + 3219776u, PARAM_FLOATS);
-    CK(conv_bwd_weights(28, a + 2858024960u, S3, GRADS + 2957376u, 262144u));
+    CK(conv_bwd_weights(28, a + 2858024960u, S3, GRADS + 2957376u));
     CK(conv_bwd_data(28, S3, PARAMS + 2957376u, S0));
     add_into(S0, S2, (size_t)nb * 200704u);
 
@@ -1331,25 +1388,25 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 2755264512u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 2428992u, st + 22272u, st + 24320u,
                  GRADS + 2428992u, GRADS + 2430016u, PARAM_FLOATS);
-    CK(conv_bwd_weights(26, a + 2748841984u, S1, GRADS + 2166848u, 262144u));
+    CK(conv_bwd_weights(26, a + 2748841984u, S1, GRADS + 2166848u));
     CK(conv_bwd_data(26, S1, PARAMS + 2166848u, S2));
     /* layer3.0.conv2: 256x28x28 -> 256x14x14, 3x3 stride 2; layer3.0.bn2 + ReLU */
     bn_train_bwd(a + 2742419456u, S2, a + 2748841984u, S2, nb, 256, 196, ng, nc, ACT_BLK(256),
                  PARAMS + 2166336u, st + 21248u, st + 21760u,
                  GRADS + 2166336u, GRADS + 2166592u, PARAM_FLOATS);
-    CK(conv_bwd_weights(25, a + 2716729344u, S2, GRADS + 1576512u, 589824u));
+    CK(conv_bwd_weights(25, a + 2716729344u, S2, GRADS + 1576512u));
     CK(conv_bwd_data(25, S2, PARAMS + 1576512u, S1));
     /* layer3.0.conv1: 512x28x28 -> 256x28x28, 1x1 stride 1; layer3.0.bn1 + ReLU */
     bn_train_bwd(a + 2691039232u, S1, a + 2716729344u, S1, nb, 256, 784, ng, nc, ACT_BLK(256),
                  PARAMS + 1576000u, st + 20224u, st + 20736u,
                  GRADS + 1576000u, GRADS + 1576256u, PARAM_FLOATS);
-    CK(conv_bwd_weights(24, a + 2639659008u, S1, GRADS + 1444928u, 131072u));
+    CK(conv_bwd_weights(24, a + 2639659008u, S1, GRADS + 1444928u));
     CK(conv_bwd_data(24, S1, PARAMS + 1444928u, S2));
     /* layer3.0.downsample.0: 512x28x28 -> 1024x14x14, 1x1 stride 2; layer3.0.downsample.1 */
     bn_train_bwd(a + 2806644736u, S0, NULL, S1, nb, 1024, 196, ng, nc, ACT_BLK(1024),
                  PARAMS + 2955328u, st + 26368u, st + 28416u,
                  GRADS + 2955328u, GRADS + 2956352u, PARAM_FLOATS);
-    CK(conv_bwd_weights(27, a + 2639659008u, S1, GRADS + 2431040u, 524288u));
+    CK(conv_bwd_weights(27, a + 2639659008u, S1, GRADS + 2431040u));
     /* gradient bucket 5 of 6 complete: layer3.0.conv1.weight .. layer3.5.bn3.bias
      * (27.1 MiB); its sum over the ranks starts */
     if (last && grads_bucket(1444928u, 7098368u))
@@ -1363,19 +1420,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 2536898560u, S2, NULL, S3, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 1443904u, st + 18176u, st + 19200u,
                  GRADS + 1443904u, GRADS + 1444416u, PARAM_FLOATS);
-    CK(conv_bwd_weights(23, a + 2524053504u, S3, GRADS + 1378368u, 65536u));
+    CK(conv_bwd_weights(23, a + 2524053504u, S3, GRADS + 1378368u));
     CK(conv_bwd_data(23, S3, PARAMS + 1378368u, S0));
     /* layer2.3.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.3.bn2 + ReLU */
     bn_train_bwd(a + 2511208448u, S0, a + 2524053504u, S0, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1378112u, st + 17664u, st + 17920u,
                  GRADS + 1378112u, GRADS + 1378240u, PARAM_FLOATS);
-    CK(conv_bwd_weights(22, a + 2498363392u, S0, GRADS + 1230656u, 147456u));
+    CK(conv_bwd_weights(22, a + 2498363392u, S0, GRADS + 1230656u));
     CK(conv_bwd_data(22, S0, PARAMS + 1230656u, S3));
     /* layer2.3.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.3.bn1 + ReLU */
     bn_train_bwd(a + 2485518336u, S3, a + 2498363392u, S3, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1230400u, st + 17152u, st + 17408u,
                  GRADS + 1230400u, GRADS + 1230528u, PARAM_FLOATS);
-    CK(conv_bwd_weights(21, a + 2434138112u, S3, GRADS + 1164864u, 65536u));
+    CK(conv_bwd_weights(21, a + 2434138112u, S3, GRADS + 1164864u));
     CK(conv_bwd_data(21, S3, PARAMS + 1164864u, S0));
     add_into(S0, S2, (size_t)nb * 401408u);
 
@@ -1385,19 +1442,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 2331377664u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 1163840u, st + 15104u, st + 16128u,
                  GRADS + 1163840u, GRADS + 1164352u, PARAM_FLOATS);
-    CK(conv_bwd_weights(20, a + 2318532608u, S1, GRADS + 1098304u, 65536u));
+    CK(conv_bwd_weights(20, a + 2318532608u, S1, GRADS + 1098304u));
     CK(conv_bwd_data(20, S1, PARAMS + 1098304u, S2));
     /* layer2.2.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.2.bn2 + ReLU */
     bn_train_bwd(a + 2305687552u, S2, a + 2318532608u, S2, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 1098048u, st + 14592u, st + 14848u,
                  GRADS + 1098048u, GRADS + 1098176u, PARAM_FLOATS);
-    CK(conv_bwd_weights(19, a + 2292842496u, S2, GRADS + 950592u, 147456u));
+    CK(conv_bwd_weights(19, a + 2292842496u, S2, GRADS + 950592u));
     CK(conv_bwd_data(19, S2, PARAMS + 950592u, S1));
     /* layer2.2.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.2.bn1 + ReLU */
     bn_train_bwd(a + 2279997440u, S1, a + 2292842496u, S1, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 950336u, st + 14080u, st + 14336u,
                  GRADS + 950336u, GRADS + 950464u, PARAM_FLOATS);
-    CK(conv_bwd_weights(18, a + 2228617216u, S1, GRADS + 884800u, 65536u));
+    CK(conv_bwd_weights(18, a + 2228617216u, S1, GRADS + 884800u));
     CK(conv_bwd_data(18, S1, PARAMS + 884800u, S2));
     add_into(S2, S0, (size_t)nb * 401408u);
 
@@ -1407,19 +1464,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 2125856768u, S2, NULL, S3, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 883776u, st + 12032u, st + 13056u,
                  GRADS + 883776u, GRADS + 884288u, PARAM_FLOATS);
-    CK(conv_bwd_weights(17, a + 2113011712u, S3, GRADS + 818240u, 65536u));
+    CK(conv_bwd_weights(17, a + 2113011712u, S3, GRADS + 818240u));
     CK(conv_bwd_data(17, S3, PARAMS + 818240u, S0));
     /* layer2.1.conv2: 128x28x28 -> 128x28x28, 3x3 stride 1; layer2.1.bn2 + ReLU */
     bn_train_bwd(a + 2100166656u, S0, a + 2113011712u, S0, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 817984u, st + 11520u, st + 11776u,
                  GRADS + 817984u, GRADS + 818112u, PARAM_FLOATS);
-    CK(conv_bwd_weights(16, a + 2087321600u, S0, GRADS + 670528u, 147456u));
+    CK(conv_bwd_weights(16, a + 2087321600u, S0, GRADS + 670528u));
     CK(conv_bwd_data(16, S0, PARAMS + 670528u, S3));
     /* layer2.1.conv1: 512x28x28 -> 128x28x28, 1x1 stride 1; layer2.1.bn1 + ReLU */
     bn_train_bwd(a + 2074476544u, S3, a + 2087321600u, S3, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 670272u, st + 11008u, st + 11264u,
                  GRADS + 670272u, GRADS + 670400u, PARAM_FLOATS);
-    CK(conv_bwd_weights(15, a + 2023096320u, S3, GRADS + 604736u, 65536u));
+    CK(conv_bwd_weights(15, a + 2023096320u, S3, GRADS + 604736u));
     CK(conv_bwd_data(15, S3, PARAMS + 604736u, S0));
     add_into(S0, S2, (size_t)nb * 401408u);
 
@@ -1429,25 +1486,25 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 1817575424u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 471616u, st + 6912u, st + 7936u,
                  GRADS + 471616u, GRADS + 472128u, PARAM_FLOATS);
-    CK(conv_bwd_weights(13, a + 1804730368u, S1, GRADS + 406080u, 65536u));
+    CK(conv_bwd_weights(13, a + 1804730368u, S1, GRADS + 406080u));
     CK(conv_bwd_data(13, S1, PARAMS + 406080u, S2));
     /* layer2.0.conv2: 128x56x56 -> 128x28x28, 3x3 stride 2; layer2.0.bn2 + ReLU */
     bn_train_bwd(a + 1791885312u, S2, a + 1804730368u, S2, nb, 128, 784, ng, nc, ACT_BLK(128),
                  PARAMS + 405824u, st + 6400u, st + 6656u,
                  GRADS + 405824u, GRADS + 405952u, PARAM_FLOATS);
-    CK(conv_bwd_weights(12, a + 1740505088u, S2, GRADS + 258368u, 147456u));
+    CK(conv_bwd_weights(12, a + 1740505088u, S2, GRADS + 258368u));
     CK(conv_bwd_data(12, S2, PARAMS + 258368u, S1));
     /* layer2.0.conv1: 256x56x56 -> 128x56x56, 1x1 stride 1; layer2.0.bn1 + ReLU */
     bn_train_bwd(a + 1689124864u, S1, a + 1740505088u, S1, nb, 128, 3136, ng, nc, ACT_BLK(128),
                  PARAMS + 258112u, st + 5888u, st + 6144u,
                  GRADS + 258112u, GRADS + 258240u, PARAM_FLOATS);
-    CK(conv_bwd_weights(11, a + 1586364416u, S1, GRADS + 225344u, 32768u));
+    CK(conv_bwd_weights(11, a + 1586364416u, S1, GRADS + 225344u));
     CK(conv_bwd_data(11, S1, PARAMS + 225344u, S2));
     /* layer2.0.downsample.0: 256x56x56 -> 512x28x28, 1x1 stride 2; layer2.0.downsample.1 */
     bn_train_bwd(a + 1920335872u, S0, NULL, S1, nb, 512, 784, ng, nc, ACT_BLK(512),
                  PARAMS + 603712u, st + 8960u, st + 9984u,
                  GRADS + 603712u, GRADS + 604224u, PARAM_FLOATS);
-    CK(conv_bwd_weights(14, a + 1586364416u, S1, GRADS + 472640u, 131072u));
+    CK(conv_bwd_weights(14, a + 1586364416u, S1, GRADS + 472640u));
     CK(conv_bwd_data(14, S1, PARAMS + 472640u, S3));
     add_into(S2, S3, (size_t)nb * 802816u);
 
@@ -1457,19 +1514,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 1380843520u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 224832u, st + 4864u, st + 5376u,
                  GRADS + 224832u, GRADS + 225088u, PARAM_FLOATS);
-    CK(conv_bwd_weights(10, a + 1355153408u, S3, GRADS + 208448u, 16384u));
+    CK(conv_bwd_weights(10, a + 1355153408u, S3, GRADS + 208448u));
     CK(conv_bwd_data(10, S3, PARAMS + 208448u, S0));
     /* layer1.2.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.2.bn2 + ReLU */
     bn_train_bwd(a + 1329463296u, S0, a + 1355153408u, S0, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 208320u, st + 4608u, st + 4736u,
                  GRADS + 208320u, GRADS + 208384u, PARAM_FLOATS);
-    CK(conv_bwd_weights(9, a + 1303773184u, S0, GRADS + 171456u, 36864u));
+    CK(conv_bwd_weights(9, a + 1303773184u, S0, GRADS + 171456u));
     CK(conv_bwd_data(9, S0, PARAMS + 171456u, S3));
     /* layer1.2.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.2.bn1 + ReLU */
     bn_train_bwd(a + 1278083072u, S3, a + 1303773184u, S3, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 171328u, st + 4352u, st + 4480u,
                  GRADS + 171328u, GRADS + 171392u, PARAM_FLOATS);
-    CK(conv_bwd_weights(8, a + 1175322624u, S3, GRADS + 154944u, 16384u));
+    CK(conv_bwd_weights(8, a + 1175322624u, S3, GRADS + 154944u));
     CK(conv_bwd_data(8, S3, PARAMS + 154944u, S0));
     add_into(S0, S2, (size_t)nb * 802816u);
 
@@ -1479,19 +1536,19 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 969801728u, S0, NULL, S1, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 154432u, st + 3328u, st + 3840u,
                  GRADS + 154432u, GRADS + 154688u, PARAM_FLOATS);
-    CK(conv_bwd_weights(7, a + 944111616u, S1, GRADS + 138048u, 16384u));
+    CK(conv_bwd_weights(7, a + 944111616u, S1, GRADS + 138048u));
     CK(conv_bwd_data(7, S1, PARAMS + 138048u, S2));
     /* layer1.1.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.1.bn2 + ReLU */
     bn_train_bwd(a + 918421504u, S2, a + 944111616u, S2, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 137920u, st + 3072u, st + 3200u,
                  GRADS + 137920u, GRADS + 137984u, PARAM_FLOATS);
-    CK(conv_bwd_weights(6, a + 892731392u, S2, GRADS + 101056u, 36864u));
+    CK(conv_bwd_weights(6, a + 892731392u, S2, GRADS + 101056u));
     CK(conv_bwd_data(6, S2, PARAMS + 101056u, S1));
     /* layer1.1.conv1: 256x56x56 -> 64x56x56, 1x1 stride 1; layer1.1.bn1 + ReLU */
     bn_train_bwd(a + 867041280u, S1, a + 892731392u, S1, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 100928u, st + 2816u, st + 2944u,
                  GRADS + 100928u, GRADS + 100992u, PARAM_FLOATS);
-    CK(conv_bwd_weights(5, a + 764280832u, S1, GRADS + 84544u, 16384u));
+    CK(conv_bwd_weights(5, a + 764280832u, S1, GRADS + 84544u));
     CK(conv_bwd_data(5, S1, PARAMS + 84544u, S2));
     add_into(S2, S0, (size_t)nb * 802816u);
 
@@ -1501,25 +1558,25 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 353239040u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 67136u, st + 768u, st + 1280u,
                  GRADS + 67136u, GRADS + 67392u, PARAM_FLOATS);
-    CK(conv_bwd_weights(3, a + 327548928u, S3, GRADS + 50752u, 16384u));
+    CK(conv_bwd_weights(3, a + 327548928u, S3, GRADS + 50752u));
     CK(conv_bwd_data(3, S3, PARAMS + 50752u, S0));
     /* layer1.0.conv2: 64x56x56 -> 64x56x56, 3x3 stride 1; layer1.0.bn2 + ReLU */
     bn_train_bwd(a + 301858816u, S0, a + 327548928u, S0, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 50624u, st + 512u, st + 640u,
                  GRADS + 50624u, GRADS + 50688u, PARAM_FLOATS);
-    CK(conv_bwd_weights(2, a + 276168704u, S0, GRADS + 13760u, 36864u));
+    CK(conv_bwd_weights(2, a + 276168704u, S0, GRADS + 13760u));
     CK(conv_bwd_data(2, S0, PARAMS + 13760u, S3));
     /* layer1.0.conv1: 64x56x56 -> 64x56x56, 1x1 stride 1; layer1.0.bn1 + ReLU */
     bn_train_bwd(a + 250478592u, S3, a + 276168704u, S3, nb, 64, 3136, ng, nc, ACT_BLK(64),
                  PARAMS + 13632u, st + 256u, st + 384u,
                  GRADS + 13632u, GRADS + 13696u, PARAM_FLOATS);
-    CK(conv_bwd_weights(1, a + 224788480u, S3, GRADS + 9536u, 4096u));
+    CK(conv_bwd_weights(1, a + 224788480u, S3, GRADS + 9536u));
     CK(conv_bwd_data(1, S3, PARAMS + 9536u, S0));
     /* layer1.0.downsample.0: 64x56x56 -> 256x56x56, 1x1 stride 1; layer1.0.downsample.1 */
     bn_train_bwd(a + 558759936u, S2, NULL, S3, nb, 256, 3136, ng, nc, ACT_BLK(256),
                  PARAMS + 84032u, st + 1792u, st + 2304u,
                  GRADS + 84032u, GRADS + 84288u, PARAM_FLOATS);
-    CK(conv_bwd_weights(4, a + 224788480u, S3, GRADS + 67648u, 16384u));
+    CK(conv_bwd_weights(4, a + 224788480u, S3, GRADS + 67648u));
     CK(conv_bwd_data(4, S3, PARAMS + 67648u, S1));
     add_into(S0, S1, (size_t)nb * 200704u);
 
@@ -1529,7 +1586,7 @@ static int backbone_bwd(const float *a, const float *st, lwl_pool *pool, int las
     bn_train_bwd(a + 19267584u, S1, a + 122028032u, S2, nb, 64, 12544, ng, nc, ACT_BLK(64),
                  PARAMS + 9408u, st + 0u, st + 128u,
                  GRADS + 9408u, GRADS + 9472u, PARAM_FLOATS);
-    CK(conv_bwd_weights(0, a + 0u, S2, GRADS + 0u, 9408u));
+    CK(conv_bwd_weights(0, a + 0u, S2, GRADS + 0u));
     /* gradient bucket 6 of 6 complete: conv1.weight .. layer2.3.bn3.bias
      * (5.5 MiB); its sum over the ranks starts */
     if (last && grads_bucket(0u, 1444928u))
@@ -1726,12 +1783,11 @@ static void ema_step(float m)
     ema_apply(TBUFS, BUFS, TARGET_BUF_FLOATS, m);
 }
 
-/* One pre-training step on the two views (nb, 3, SIZE, SIZE) each:
- * target forward, online forward, the symmetric loss, backward, the
- * gradients averaged over the ranks, the optimiser at lr, then the target's
- * average with momentum ema. *loss is the mean over the ranks. */
-int net_step(const float *view1, const float *view2, float lr, float ema, int first,
-             double *loss)
+/* The gradients of a step on the two views (nb, 3, SIZE, SIZE) each: target
+ * forward, online forward, the symmetric loss, backward, the gradients
+ * averaged over the ranks. *loss is the mean over the ranks; 1 if it is not
+ * finite. */
+static int step_grads(const float *view1, const float *view2, double *loss)
 {
     const float *views[2] = { view1, view2 };
     size_t image = sizeof(float) * (size_t)nb * 150528u;
@@ -1779,6 +1835,20 @@ int net_step(const float *view1, const float *view2, float lr, float ema, int fi
     if (lwl_comm_sum_wait())
         return -1;
     scale_inplace(GRADS, PARAM_FLOATS, 1.0f / GPUS);
+    return 0;
+}
+
+/* One pre-training step: its gradients with the weights held (each convolution
+ * reorders the online and the target weights once, not on every call), the
+ * optimiser at lr, then the target's average with momentum ema. */
+int net_step(const float *view1, const float *view2, float lr, float ema, int first,
+             double *loss)
+{
+    lwl_nn_hold_weights(1);
+    int r = step_grads(view1, view2, loss);
+    lwl_nn_hold_weights(0);
+    if (r != 0)
+        return r;
     optimizer_step(lr, first);
     ema_step(ema);
     return 0;

@@ -72,9 +72,11 @@ static void conv_ref(const conv_shape *p, const float *x, const float *wt, const
                 }
 }
 
-static void conv_case(const conv_shape *p)
+/* One convolution against conv_ref; algo as lwl_conv_new_algo's (plain layouts). */
+static void conv_case_algo(const conv_shape *p, int algo)
 {
-    lwl_conv *cv = lwl_conv_new(p->n, p->c, p->h, p->w, p->k, p->r, p->s, p->stride, p->pad);
+    lwl_conv *cv = lwl_conv_new_algo(p->n, p->c, p->h, p->w, p->k, p->r, p->s, p->stride, p->pad,
+                                      0, algo);
     int oh, ow;
 
     assert_non_null(cv);
@@ -92,14 +94,66 @@ static void conv_case(const conv_shape *p)
     assert_int_equal(lwl_conv_bwd_data(cv, dy, wt, dx), 0);
     assert_int_equal(lwl_conv_bwd_weights(cv, x, dy, dwt), 0);
     conv_ref(p, x, wt, dy, ry, rdx, rdw, oh, ow);
-    print_message("# conv %dx%dx%dx%d k%d %dx%d/%d pad %d: rel err y %.1e dx %.1e dwt %.1e\n",
+    print_message("# conv %dx%dx%dx%d k%d %dx%d/%d pad %d%s: rel err y %.1e dx %.1e dwt %.1e\n",
                   p->n, p->c, p->h, p->w, p->k, p->r, p->s, p->stride, p->pad,
-                  max_rel(y, ry, ny), max_rel(dx, rdx, nx), max_rel(dwt, rdw, nw));
+                  lwl_conv_algo(cv) ? " Winograd" : "", max_rel(y, ry, ny), max_rel(dx, rdx, nx),
+                  max_rel(dwt, rdw, nw));
     assert_true(max_rel(y, ry, ny) < 1e-5);
     assert_true(max_rel(dx, rdx, nx) < 1e-5);
     assert_true(max_rel(dwt, rdw, nw) < 1e-5);
+    /* the adding form: acc + the same gradient, bit for bit, twice */
+    float *acc = rand_buf(nw), *want = malloc(nw * sizeof *want);
+    assert_non_null(want);
+    for (size_t i = 0; i < nw; i++)
+        want[i] = acc[i] + dwt[i];
+    assert_int_equal(lwl_conv_bwd_weights_add(cv, x, dy, acc), 0);
+    assert_memory_equal(acc, want, nw * sizeof *acc);
+    for (size_t i = 0; i < nw; i++)
+        want[i] += dwt[i];
+    assert_int_equal(lwl_conv_bwd_weights_add(cv, x, dy, acc), 0);
+    assert_memory_equal(acc, want, nw * sizeof *acc);
+    assert_int_equal(lwl_conv_bwd_weights(cv, x, dy, acc), 0);
+    assert_memory_equal(acc, dwt, nw * sizeof *acc);
+    free(acc), free(want);
     free(x), free(wt), free(dy), free(y), free(dx), free(dwt), free(ry), free(rdx), free(rdw);
     lwl_conv_free(cv);
+}
+
+static void conv_case(const conv_shape *p)
+{
+    conv_case_algo(p, 0);
+}
+
+/* Winograd forward and input gradient where oneDNN has them (AVX-512): the same answers
+ * within the same bound, and counted; a shape without such kernels falls back to direct. */
+static void test_conv_winograd(void **state)
+{
+    static const conv_shape cases[] = {
+        {2, 16, 8, 8, 32, 3, 3, 1, 1},
+        {3, 32, 12, 12, 16, 3, 3, 1, 1},
+        {2, 64, 16, 16, 64, 3, 3, 1, 1},
+    };
+    int n0, f0, b0, n, f, b;
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        conv_case_algo(&cases[i], LWL_CONV_WINO_FWD | LWL_CONV_WINO_BWD_DATA);
+    lwl_nn_conv_algos(&n0, &f0, &b0);
+    lwl_conv *w = lwl_conv_new_algo(2, 16, 8, 8, 32, 3, 3, 1, 1, 1, LWL_CONV_WINO_BWD_DATA);
+    lwl_conv *d = lwl_conv_new_algo(2, 3, 8, 8, 32, 3, 3, 1, 1, 1, LWL_CONV_WINO_FWD);
+    assert_true(w && d);
+    lwl_nn_conv_algos(&n, &f, &b);
+    assert_int_equal(n, n0 + 2);
+    assert_int_equal(lwl_conv_algo(d), 0); /* 3 input channels: no Winograd kernel */
+    if (lwl_nn_act_block() == 16) {
+        assert_int_equal(lwl_conv_algo(w), LWL_CONV_WINO_BWD_DATA);
+        assert_int_equal(b, b0 + 1);
+    }
+    assert_int_equal(f, f0);
+    lwl_conv_free(w);
+    lwl_conv_free(d);
+    lwl_nn_conv_algos(&n, &f, &b);
+    assert_int_equal(n, n0);
+    assert_int_equal(b, b0);
 }
 
 static void test_conv_reference(void **state)
@@ -142,6 +196,52 @@ static void test_conv_deterministic(void **state)
     assert_memory_equal(y1, y2, ny / N * sizeof *y1);
     assert_memory_not_equal(y1 + ny / N, y2 + ny / N, ny / N * sizeof *y1);
     free(x), free(wt), free(dy), free(y1), free(y2), free(d1), free(d2), free(x1), free(x2);
+    lwl_conv_free(cv);
+}
+
+/* Weight holds: inside one, each weight tensor is reordered once (two per forward, one per
+ * backward-data, the oldest replaced by a third); a new hold sees the tensors' new values. */
+static void test_conv_hold(void **state)
+{
+    enum { N = 2, C = 32, H = 10, K = 64 };
+    lwl_conv *cv = lwl_conv_new(N, C, H, H, K, 3, 3, 1, 1);
+    size_t nx = (size_t)N * C * H * H, nw = (size_t)K * C * 9, ny = (size_t)N * K * H * H;
+    float *x = rand_buf(nx), *dy = rand_buf(ny), *w[3], *yr[3], *dr[3];
+    float *y = rand_buf(ny), *dx = rand_buf(nx), *old = rand_buf(ny);
+
+    (void)state;
+    assert_non_null(cv);
+    for (int i = 0; i < 3; i++) {
+        w[i] = rand_buf(nw), yr[i] = rand_buf(ny), dr[i] = rand_buf(nx);
+        assert_int_equal(lwl_conv_fwd(cv, x, w[i], yr[i]), 0);
+        assert_int_equal(lwl_conv_bwd_data(cv, dy, w[i], dr[i]), 0);
+    }
+    lwl_nn_hold_weights(1);
+    static const int order[] = {0, 1, 0, 1, 2, 1, 0, 2, 2, 0};
+    for (size_t t = 0; t < sizeof order / sizeof order[0]; t++) {
+        int i = order[t];
+        assert_int_equal(lwl_conv_fwd(cv, x, w[i], y), 0);
+        assert_memory_equal(y, yr[i], ny * sizeof *y);
+        assert_int_equal(lwl_conv_bwd_data(cv, dy, w[i], dx), 0);
+        assert_memory_equal(dx, dr[i], nx * sizeof *dx);
+    }
+    /* a change inside the hold is not seen when the layout needs a reorder (the promise) */
+    assert_int_equal(lwl_conv_fwd(cv, x, w[0], old), 0);
+    for (size_t i = 0; i < nw; i++)
+        w[0][i] *= -0.5f;
+    assert_int_equal(lwl_conv_fwd(cv, x, w[0], y), 0);
+    if (lwl_nn_act_block() > 1)
+        assert_memory_equal(y, old, ny * sizeof *y);
+    lwl_nn_hold_weights(0);
+    assert_int_equal(lwl_conv_fwd(cv, x, w[0], yr[0]), 0);
+    assert_memory_not_equal(yr[0], old, ny * sizeof *y);
+    lwl_nn_hold_weights(1);
+    assert_int_equal(lwl_conv_fwd(cv, x, w[0], y), 0);
+    assert_memory_equal(y, yr[0], ny * sizeof *y);
+    lwl_nn_hold_weights(0);
+    for (int i = 0; i < 3; i++)
+        free(w[i]), free(yr[i]), free(dr[i]);
+    free(x), free(dy), free(y), free(dx), free(old);
     lwl_conv_free(cv);
 }
 
@@ -354,6 +454,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_reference), cmocka_unit_test(test_conv_deterministic),
+        cmocka_unit_test(test_conv_hold),
+        cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_maxpool),        cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_nn_errors),      cmocka_unit_test(test_st_roundtrip),
         cmocka_unit_test(test_st_malformed),
