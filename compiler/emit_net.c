@@ -686,6 +686,38 @@ static void emit_optimizer(emitter *e, const lwl_plan *p)
     L("%s", "");
 }
 
+/* The ranges of a chunk's gradient a step zeroes: every tensor but the convolution
+ * weights, which view 1's backward writes whole. */
+static void emit_grads_zero(emitter *e)
+{
+    const lwl_plan *p = e->p;
+    char *conv = xcalloc((size_t)p->nparams, 1);
+    size_t (*r)[2] = xcalloc((size_t)p->nparams, sizeof *r);
+    int n = 0;
+    for (int i = 0; i < p->nconvs; i++)
+        conv[p->convs[i].weight] = 1;
+    for (int i = 0; i < p->nparams; i++) {
+        if (conv[i])
+            continue;
+        if (n && r[n - 1][0] + r[n - 1][1] == p->params[i].off)
+            r[n - 1][1] += p->params[i].numel;
+        else
+            r[n][0] = p->params[i].off, r[n++][1] = p->params[i].numel;
+    }
+    L("/* The ranges (offset, floats) of a chunk's gradient each step zeroes: all but the");
+    L(" * convolution weights, which view 1's backward writes (grads_first) and view 2's");
+    L(" * adds to. */");
+    L("#define GRADS_ZERO %d", n);
+    L("static const size_t grads_zero[GRADS_ZERO][2] = {");
+    for (int i = 0; i < n; i++)
+        L("    { %zuu, %zuu },", r[i][0], r[i][1]);
+    L("};");
+    L("static int grads_first;");
+    L("%s", "");
+    free(conv);
+    free(r);
+}
+
 int emit_net_c(const lwl_plan *p, FILE *f)
 {
     emitter ev = { f, p, 0, NULL }, *e = &ev;
@@ -746,6 +778,7 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L(" * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */");
     L("static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;");
     L("%s", "");
+    emit_grads_zero(e);
     L("/* Floats of one image of each convolution's input and output. */");
     {
         char *xs = NULL, *ys = NULL;
@@ -784,14 +817,19 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    return 0;");
     L("}");
     L("%s", "");
-    L("/* The weight gradient of each chunk, added to that chunk's gradient g");
-    L(" * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */");
+    L("/* The weight gradient of each chunk into that chunk's gradient g (+ k");
+    L(" * PARAM_FLOATS) as it leaves oneDNN's layout: written by view 1's backward,");
+    L(" * added by view 2's. */");
     L("static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)");
     L("{");
     L("    size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];");
-    L("    for (int k = 0; k < nc; k++)");
-    L("        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,");
-    L("                                    g + (size_t)k * PARAM_FLOATS));");
+    L("    for (int k = 0; k < nc; k++) {");
+    L("        float *gk = g + (size_t)k * PARAM_FLOATS;");
+    L("        if (grads_first)");
+    L("            CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, gk));");
+    L("        else");
+    L("            CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys, gk));");
+    L("    }");
     L("    return 0;");
     L("}");
     L("%s", "");
@@ -955,7 +993,10 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("{");
     L("    const float *views[2] = { view1, view2 };");
     L("    size_t image = sizeof(float) * %s;", act_nb(p, 0));
-    L("    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);");
+    L("    for (int k = 0; k < nc; k++)");
+    L("        for (int i = 0; i < GRADS_ZERO; i++)");
+    L("            memset(GRADS + (size_t)k * PARAM_FLOATS + grads_zero[i][0], 0,");
+    L("                   sizeof(float) * grads_zero[i][1]);");
     L("%s", "");
     L("    /* target: no gradient */");
     L("    for (int v = 0; v < 2; v++) {");
@@ -996,6 +1037,7 @@ int emit_net_c(const lwl_plan *p, FILE *f)
     L("    /* backward */");
     L("    for (int v = 0; v < 2; v++) {");
     L("        const float *a = v ? ACT2 : ACT1;");
+    L("        grads_first = v == 0;");
     L("        CK(head_bwd(v));");
     L("        CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]%s));",
       e->bk->n ? ", v == 1" : "");

@@ -41,6 +41,67 @@ static int act_blk = 1;
  * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */
 static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;
 
+/* The ranges (offset, floats) of a chunk's gradient each step zeroes: all but the
+ * convolution weights, which view 1's backward writes (grads_first) and view 2's
+ * adds to. */
+#define GRADS_ZERO 53
+static const size_t grads_zero[GRADS_ZERO][2] = {
+    { 9408u, 128u },
+    { 13632u, 128u },
+    { 50624u, 128u },
+    { 67136u, 512u },
+    { 84032u, 512u },
+    { 100928u, 128u },
+    { 137920u, 128u },
+    { 154432u, 512u },
+    { 171328u, 128u },
+    { 208320u, 128u },
+    { 224832u, 512u },
+    { 258112u, 256u },
+    { 405824u, 256u },
+    { 471616u, 1024u },
+    { 603712u, 1024u },
+    { 670272u, 256u },
+    { 817984u, 256u },
+    { 883776u, 1024u },
+    { 950336u, 256u },
+    { 1098048u, 256u },
+    { 1163840u, 1024u },
+    { 1230400u, 256u },
+    { 1378112u, 256u },
+    { 1443904u, 1024u },
+    { 1576000u, 512u },
+    { 2166336u, 512u },
+    { 2428992u, 2048u },
+    { 2955328u, 2048u },
+    { 3219520u, 512u },
+    { 3809856u, 512u },
+    { 4072512u, 2048u },
+    { 4336704u, 512u },
+    { 4927040u, 512u },
+    { 5189696u, 2048u },
+    { 5453888u, 512u },
+    { 6044224u, 512u },
+    { 6306880u, 2048u },
+    { 6571072u, 512u },
+    { 7161408u, 512u },
+    { 7424064u, 2048u },
+    { 7688256u, 512u },
+    { 8278592u, 512u },
+    { 8541248u, 2048u },
+    { 9067584u, 1024u },
+    { 11427904u, 1024u },
+    { 12477504u, 4096u },
+    { 14578752u, 4096u },
+    { 15631424u, 1024u },
+    { 17991744u, 1024u },
+    { 19041344u, 4096u },
+    { 20094016u, 1024u },
+    { 22454336u, 1024u },
+    { 23503936u, 23105536u },
+};
+static int grads_first;
+
 /* Floats of one image of each convolution's input and output. */
 static const size_t conv_in[53] = {
     150528u, 200704u, 200704u, 200704u, 200704u, 802816u, 200704u, 200704u,
@@ -78,14 +139,19 @@ static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
     return 0;
 }
 
-/* The weight gradient of each chunk, added to that chunk's gradient g
- * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */
+/* The weight gradient of each chunk into that chunk's gradient g (+ k
+ * PARAM_FLOATS) as it leaves oneDNN's layout: written by view 1's backward,
+ * added by view 2's. */
 static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)
 {
     size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
-    for (int k = 0; k < nc; k++)
-        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,
-                                    g + (size_t)k * PARAM_FLOATS));
+    for (int k = 0; k < nc; k++) {
+        float *gk = g + (size_t)k * PARAM_FLOATS;
+        if (grads_first)
+            CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, gk));
+        else
+            CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys, gk));
+    }
     return 0;
 }
 
@@ -1791,7 +1857,10 @@ static int step_grads(const float *view1, const float *view2, double *loss)
 {
     const float *views[2] = { view1, view2 };
     size_t image = sizeof(float) * (size_t)nb * 150528u;
-    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);
+    for (int k = 0; k < nc; k++)
+        for (int i = 0; i < GRADS_ZERO; i++)
+            memset(GRADS + (size_t)k * PARAM_FLOATS + grads_zero[i][0], 0,
+                   sizeof(float) * grads_zero[i][1]);
 
     /* target: no gradient */
     for (int v = 0; v < 2; v++) {
@@ -1826,6 +1895,7 @@ static int step_grads(const float *view1, const float *view2, double *loss)
     /* backward */
     for (int v = 0; v < 2; v++) {
         const float *a = v ? ACT2 : ACT1;
+        grads_first = v == 0;
         CK(head_bwd(v));
         CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v], v == 1));
     }

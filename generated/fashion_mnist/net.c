@@ -41,6 +41,34 @@ static int act_blk = 1;
  * the bits its ranks do. Set by net_init; the shapes are otherwise literals. */
 static int nb = BATCH, nc = GPUS, ng = GROUPS, g0 = 0, world = 1;
 
+/* The ranges (offset, floats) of a chunk's gradient each step zeroes: all but the
+ * convolution weights, which view 1's backward writes (grads_first) and view 2's
+ * adds to. */
+#define GRADS_ZERO 20
+static const size_t grads_zero[GRADS_ZERO][2] = {
+    { 1728u, 128u },
+    { 38720u, 128u },
+    { 75712u, 128u },
+    { 112704u, 128u },
+    { 149696u, 128u },
+    { 223552u, 256u },
+    { 371264u, 256u },
+    { 379712u, 256u },
+    { 527424u, 256u },
+    { 675136u, 256u },
+    { 970304u, 512u },
+    { 1560640u, 512u },
+    { 1593920u, 512u },
+    { 2184256u, 512u },
+    { 2774592u, 512u },
+    { 3954752u, 1024u },
+    { 6315072u, 1024u },
+    { 6447168u, 1024u },
+    { 8807488u, 1024u },
+    { 11167808u, 922624u },
+};
+static int grads_first;
+
 /* Floats of one image of each convolution's input and output. */
 static const size_t conv_in[20] = {
     3072u, 65536u, 65536u, 65536u, 65536u, 65536u, 32768u, 65536u,
@@ -70,14 +98,19 @@ static int conv_bwd_data(int i, const float *dy, const float *w, float *dx)
     return 0;
 }
 
-/* The weight gradient of each chunk, added to that chunk's gradient g
- * (+ k PARAM_FLOATS) as it leaves oneDNN's layout. */
+/* The weight gradient of each chunk into that chunk's gradient g (+ k
+ * PARAM_FLOATS) as it leaves oneDNN's layout: written by view 1's backward,
+ * added by view 2's. */
 static int conv_bwd_weights(int i, const float *x, const float *dy, float *g)
 {
     size_t xs = CHUNK * conv_in[i], ys = CHUNK * conv_out[i];
-    for (int k = 0; k < nc; k++)
-        CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys,
-                                    g + (size_t)k * PARAM_FLOATS));
+    for (int k = 0; k < nc; k++) {
+        float *gk = g + (size_t)k * PARAM_FLOATS;
+        if (grads_first)
+            CK(lwl_conv_bwd_weights(conv[i], x + k * xs, dy + k * ys, gk));
+        else
+            CK(lwl_conv_bwd_weights_add(conv[i], x + k * xs, dy + k * ys, gk));
+    }
     return 0;
 }
 
@@ -933,7 +966,10 @@ static int step_grads(const float *view1, const float *view2, double *loss)
 {
     const float *views[2] = { view1, view2 };
     size_t image = sizeof(float) * (size_t)nb * 3072u;
-    memset(GRADS, 0, sizeof(float) * nc * PARAM_FLOATS);
+    for (int k = 0; k < nc; k++)
+        for (int i = 0; i < GRADS_ZERO; i++)
+            memset(GRADS + (size_t)k * PARAM_FLOATS + grads_zero[i][0], 0,
+                   sizeof(float) * grads_zero[i][1]);
 
     /* target: no gradient */
     for (int v = 0; v < 2; v++) {
@@ -967,6 +1003,7 @@ static int step_grads(const float *view1, const float *view2, double *loss)
     /* backward */
     for (int v = 0; v < 2; v++) {
         const float *a = v ? ACT2 : ACT1;
+        grads_first = v == 0;
         CK(head_bwd(v));
         CK(backbone_bwd(a, v ? STATS2 : STATS1, pools[v]));
     }
