@@ -15,7 +15,7 @@ typedef struct opts {
     int epochs, seed, threads, resume, quiet;
     int repeat;                 /* --repeat; 0: the spec's */
     int defaults;               /* no phase given: the default protocol runs */
-    long steps;                 /* stop at this global step; 0: never */
+    long steps;                 /* stop at this global step; -1: never */
     const char **phases;
     int nphases;
     int views_n;

@@ -200,6 +200,7 @@ static int parse(const lwl_program *p, int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
     o->epochs = p->epochs;
+    o->steps = -1;
     o->seed = p->seed;
     o->device = "auto";
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -658,7 +659,7 @@ static int phase_pretrain(run *r)
         goto out;
     }
     settings(r, spe, total, t);
-    long stop = r->o.steps && r->o.steps < total ? r->o.steps : total;
+    long stop = r->o.steps >= 0 && r->o.steps < total ? r->o.steps : total;
     double t0 = run_now_ms(), last_ckpt = run_now_ms();
     long first_t = t;
     while (t < stop) {

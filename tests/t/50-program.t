@@ -52,6 +52,14 @@ ok "resume: the losses of steps 4-6 are the same bits" \
     cmp <(cut -d, -f1-3 straight/metrics.jsonl) <(cut -d, -f1-3 resumed/metrics.jsonl)
 ok "resume: the final checkpoints are the same bytes" \
     cmp straight/checkpoint.safetensors resumed/checkpoint.safetensors
+# --steps 0 takes no step and writes the initial weights; resuming from them is the
+# straight run again.
+./base --quiet --data data --out zero --threads 2 --steps 0 pretrain
+ok "--steps 0: the initial backbone written, no step taken" \
+    test -s zero/backbone.safetensors -a ! -s zero/metrics.jsonl
+./base --quiet --data data --out zero --threads 2 --steps 2 --resume pretrain
+ok "--steps 0: resumed from it, steps 1-2 are the straight run's bits" \
+    cmp <(cut -d, -f1-3 zero/metrics.jsonl) <(head -n 2 straight/metrics.jsonl | cut -d, -f1-3)
 # A later step: from the 6-step checkpoint, --resume dump takes step 7. Its target is no
 # longer the online network and its momentum buffers are not zero, so PyTorch checks that
 # the target forward reads the target's own state and that the momentum carries over; a
